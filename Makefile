@@ -1,0 +1,31 @@
+# Two commands do all set-up on a fresh Linux machine with Python 3.10+:
+#   make run    create .venv if missing, then open the karyo app on the example cell
+#   make test   create .venv if missing, then run ruff, the layer contracts and the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.karyo-installed
+
+.PHONY: run test env clean-env
+
+run: $(STAMP)
+	$(BIN)/karyo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+	  { echo "karyo needs Python 3.10 or newer ($(PYTHON) is older); set PYTHON=python3.11"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
+	  { echo "could not create $(VENV): install your Python's venv module (Debian/Ubuntu: python3-venv)"; exit 1; }
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+clean-env:
+	rm -rf $(VENV)

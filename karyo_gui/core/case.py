@@ -1,0 +1,234 @@
+"""The domain model: a Case holds Cells (metaphases), a Cell holds Chromosomes (crops).
+
+Labels of a chromosome, from weakest to strongest:
+  * ``given``     the label its input came with (class folder of a labelled cell, generator);
+  * ``predicted`` the classifier's argmax, with ``probabilities`` over the 24 types;
+  * ``assigned``  the label after the karyotype-aware assignment of the whole cell;
+  * ``manual``    a reviewer's correction (who, when).
+``Chromosome.label`` is the strongest one present: what the karyogram shows.
+"""
+
+from __future__ import annotations
+
+import enum
+import getpass
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from karyo_gui.core.iscn import karyotype_string
+from karyo_gui.core.labels import ChromosomeType
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (containers): still record something honest
+        return "unknown"
+
+
+class Flag(str, enum.Enum):
+    """Why a chromosome deserves the reviewer's eye."""
+
+    LOW_CONFIDENCE = "low_confidence"
+    MOVED_BY_ASSIGNMENT = "moved_by_assignment"
+    ORIENTATION_UNSURE = "orientation_unsure"
+    IMAGE_MISSING = "image_missing"
+    IMAGE_CHANGED = "image_changed"
+
+
+class CellStatus(str, enum.Enum):
+    UNREVIEWED = "unreviewed"
+    REVIEWED = "reviewed"
+    SIGNED_OFF = "signed_off"
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How a crop is turned for display: rotation in degrees (multiple of 90), then mirror."""
+
+    rotation: int = 0
+    flipped: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rotation % 90:
+            raise ValueError(f"rotation must be a multiple of 90 degrees, not {self.rotation}")
+        object.__setattr__(self, "rotation", self.rotation % 360)
+
+    def rotated(self, degrees: int) -> Orientation:
+        return Orientation(self.rotation + degrees, self.flipped)
+
+    def mirrored(self) -> Orientation:
+        return Orientation(self.rotation, not self.flipped)
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """The crop as displayed (counter-clockwise rotation, then left-right mirror)."""
+        shown = np.rot90(image, self.rotation // 90)
+        return np.fliplr(shown) if self.flipped else shown
+
+    def displayed_size(self, width: int, height: int) -> tuple[int, int]:
+        return (height, width) if self.rotation in (90, 270) else (width, height)
+
+
+@dataclass(frozen=True)
+class ManualLabel:
+    label: ChromosomeType
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One entry of a cell's audit trail."""
+
+    chromosome_id: str
+    action: str  # "label" | "orientation" | "status"
+    before: str
+    after: str
+    by: str
+    at: datetime
+
+
+@dataclass(eq=False)
+class Chromosome:
+    id: str
+    image: np.ndarray | None  # 2-D uint8, dark bands on a light background
+    source_path: str | None = None
+    content_hash: str | None = None
+    given: ChromosomeType | None = None
+    predicted: ChromosomeType | None = None
+    probabilities: np.ndarray | None = None  # shape (24,), sums to 1
+    assigned: ChromosomeType | None = None
+    manual: ManualLabel | None = None
+    orientation: Orientation = field(default_factory=Orientation)
+    flags: set[Flag] = field(default_factory=set)
+
+    @property
+    def label(self) -> ChromosomeType:
+        for candidate in (
+            self.manual.label if self.manual else None,
+            self.assigned,
+            self.predicted,
+            self.given,
+        ):
+            if candidate is not None:
+                return candidate
+        return ChromosomeType.UNCLASSIFIED
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels as displayed; (0, 0) when the image is missing."""
+        if self.image is None:
+            return (0, 0)
+        height, width = self.image.shape[:2]
+        return self.orientation.displayed_size(width, height)
+
+    def displayed_image(self) -> np.ndarray | None:
+        return None if self.image is None else self.orientation.apply(self.image)
+
+
+@dataclass(eq=False)
+class Cell:
+    """One metaphase: the chromosome crops of one spread."""
+
+    name: str
+    chromosomes: list[Chromosome] = field(default_factory=list)
+    source: str | None = None  # the folder it was loaded from
+    status: CellStatus = CellStatus.UNREVIEWED
+    model_id: str | None = None
+    audit: list[Correction] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what could not be loaded, and why
+
+    def __len__(self) -> int:
+        return len(self.chromosomes)
+
+    def chromosome(self, chromosome_id: str) -> Chromosome:
+        for chromosome in self.chromosomes:
+            if chromosome.id == chromosome_id:
+                return chromosome
+        raise KeyError(f"cell {self.name} has no chromosome {chromosome_id!r}")
+
+    def label_counts(self) -> Counter[ChromosomeType]:
+        return Counter(chromosome.label for chromosome in self.chromosomes)
+
+    def given_counts(self) -> Counter[ChromosomeType]:
+        """Counts of the labels the input came with (the truth of a labelled cell)."""
+        return Counter(c.given for c in self.chromosomes if c.given is not None)
+
+    @property
+    def karyotype(self) -> str:
+        """ISCN string of the labels currently shown."""
+        return karyotype_string(self.label_counts())
+
+    def set_manual_label(
+        self, chromosome_id: str, label: ChromosomeType, by: str | None = None
+    ) -> None:
+        """A reviewer's correction, recorded in the audit trail."""
+        self._require_editable()
+        chromosome = self.chromosome(chromosome_id)
+        before = chromosome.label
+        by = by or current_user()
+        at = now_utc()
+        chromosome.manual = ManualLabel(label, by, at)
+        self.audit.append(
+            Correction(
+                chromosome_id, "label", before.display_name, label.display_name, by, at
+            )
+        )
+
+    def set_orientation(
+        self, chromosome_id: str, orientation: Orientation, by: str | None = None
+    ) -> None:
+        self._require_editable()
+        chromosome = self.chromosome(chromosome_id)
+        before = chromosome.orientation
+        chromosome.orientation = orientation
+        self.audit.append(
+            Correction(
+                chromosome_id,
+                "orientation",
+                _describe(before),
+                _describe(orientation),
+                by or current_user(),
+                now_utc(),
+            )
+        )
+
+    def set_status(self, status: CellStatus, by: str | None = None) -> None:
+        before = self.status
+        self.status = status
+        self.audit.append(
+            Correction("", "status", before.value, status.value, by or current_user(), now_utc())
+        )
+
+    def _require_editable(self) -> None:
+        if self.status is CellStatus.SIGNED_OFF:
+            raise PermissionError(
+                f"cell {self.name} is signed off; reopen it for editing before changing it"
+            )
+
+
+def _describe(orientation: Orientation) -> str:
+    return f"rot{orientation.rotation}{'+flip' if orientation.flipped else ''}"
+
+
+@dataclass(eq=False)
+class Case:
+    """One patient or sample: the cells a cytogeneticist reviews together."""
+
+    case_id: str
+    cells: list[Cell] = field(default_factory=list)
+    created: datetime = field(default_factory=now_utc)
+    notes: str = ""
+
+    def cell(self, name: str) -> Cell:
+        for cell in self.cells:
+            if cell.name == name:
+                return cell
+        raise KeyError(f"case {self.case_id} has no cell {name!r}")

@@ -1,0 +1,160 @@
+"""Reading chromosome crop files into 8-bit greyscale arrays.
+
+Crops arrive as png, tif/tiff (LZW, 16-bit, grey+alpha), bmp or jpg. Whatever the file,
+the result is a 2-D uint8 array with dark bands on a light background; transparent
+pixels become background (white). Every failure raises CropReadError naming the file and
+the reason in words a user can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"})
+MAX_CROP_SIDE = 4096  # the largest real crops are ~100 x 200 px; this is a whole slide
+MIN_CROP_SIDE = 3
+
+
+class CropReadError(Exception):
+    """A crop file that cannot be used; ``str()`` names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.reason = reason
+        # the message must print anywhere: a name that is not valid UTF-8 is shown with U+FFFD
+        shown = os.fsencode(self.path).decode("utf-8", errors="replace")
+        super().__init__(f"{shown}: {reason}")
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def read_crop(path: str | os.PathLike) -> np.ndarray:
+    """The crop at ``path`` as a 2-D uint8 array (dark bands on light background)."""
+    data = _read_bytes(path)
+    return decode_crop(data, path)
+
+
+def read_crop_and_hash(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """The crop and the content hash of its file, from a single read."""
+    data = _read_bytes(path)
+    return decode_crop(data, path), content_hash(data)
+
+
+def content_hash(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    return content_hash(_read_bytes(path))
+
+
+def _read_bytes(path: str | os.PathLike) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CropReadError(path, "file not found (moved or deleted?)") from None
+    except PermissionError:
+        raise CropReadError(path, "permission denied: cannot read this file") from None
+    except IsADirectoryError:
+        raise CropReadError(path, "is a folder, not an image file") from None
+    except OSError as error:
+        raise CropReadError(path, f"cannot read file ({error.strerror or error})") from None
+    if not data:
+        raise CropReadError(path, "empty file (0 bytes)")
+    return data
+
+
+def decode_crop(data: bytes, path: str | os.PathLike = "<memory>") -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            _check_size(path, width, height)
+            image.load()
+    except CropReadError:
+        raise
+    except Image.DecompressionBombError as error:
+        # Pillow refuses before our own size check can run; keep the size it found
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        size = f" ({int(pixels.group(1)):,} pixels)" if pixels else ""
+        raise CropReadError(
+            path,
+            f"image is far too large{size} to be a chromosome crop "
+            f"(at most {MAX_CROP_SIDE} px a side); is it a whole metaphase image?",
+        ) from None
+    except UnidentifiedImageError:
+        raise CropReadError(path, "not a readable image (unknown or corrupt format)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise CropReadError(path, f"corrupt or truncated image ({error})") from None
+    return _to_grey8(image, path)
+
+
+def _check_size(path: str | os.PathLike, width: int, height: int) -> None:
+    if max(width, height) > MAX_CROP_SIDE:
+        raise CropReadError(
+            path,
+            f"image is {width} x {height} px, larger than a chromosome crop can be "
+            f"(at most {MAX_CROP_SIDE} px a side); is it a whole metaphase image?",
+        )
+    if min(width, height) < MIN_CROP_SIDE:
+        raise CropReadError(
+            path, f"image is {width} x {height} px, too small to show a chromosome"
+        )
+
+
+def _to_grey8(image: Image.Image, path: str | os.PathLike) -> np.ndarray:
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)  # a multi-page TIFF: the first page is the crop
+    mode = image.mode
+    alpha = None
+    if mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA") if mode in ("P", "PA") else image
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+        image = rgba.convert("L") if rgba.mode != "LA" else rgba.getchannel("L")
+        mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        grey = _stretch_high_depth(np.asarray(image))
+    elif mode == "L":
+        grey = np.asarray(image, dtype=np.uint8)
+    else:
+        try:
+            grey = np.asarray(image.convert("L"), dtype=np.uint8)
+        except (OSError, ValueError) as error:
+            raise CropReadError(path, f"unsupported pixel format {mode} ({error})") from None
+    if grey.ndim != 2:
+        raise CropReadError(path, f"unsupported pixel layout {grey.shape}")
+    if alpha is not None:
+        # transparent pixels are background, and the background of a G-banded crop is white
+        grey = grey.astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(grey)
+
+
+def _stretch_high_depth(pixels: np.ndarray) -> np.ndarray:
+    """16-bit, 32-bit and float crops to 8 bits, keeping the camera's own scale.
+
+    Dividing by the bit depth the data actually uses (10, 12, 14 or 16 bits) keeps the
+    crops of one camera comparable with each other, unlike a per-crop min-max stretch.
+    """
+    pixels = np.nan_to_num(pixels.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low = min(float(pixels.min()), 0.0)
+    high = float(pixels.max())
+    if high <= 1.0 and low >= 0.0:
+        top = 1.0  # float image in [0, 1]
+    elif low < 0.0:
+        pixels = pixels - low
+        top = max(float(pixels.max()), 1.0)
+    else:
+        top = next((2.0**bits - 1 for bits in (8, 10, 12, 14, 16) if high <= 2.0**bits - 1), high)
+    return np.clip(np.rint(pixels * (255.0 / top)), 0, 255).astype(np.uint8)

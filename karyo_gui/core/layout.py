@@ -1,0 +1,207 @@
+"""Karyogram layout: where each chromosome of a cell goes, as pure geometry.
+
+The standard four rows (Denver groups A-G): 1-5 / 6-12 + X / 13-18 / 19-22 + Y, or with
+``sex_last=True`` 1-5 / 6-12 / 13-18 / 19-22 + X, Y. Each type has a slot with its
+homologs side by side on a common baseline above the slot's label; extra copies
+(trisomy) widen their slot. All crops of a cell share ONE scale, so chromosome 1 stays
+about five times as long as chromosome 21. Objects of no type go to an unclassified
+bucket under the four rows, wrapped to the karyogram's width. Crops are placed as
+displayed (their Orientation applied), so a crop turned p-arm up stands p-arm up.
+
+Units are scene units; a view maps them to pixels. Nothing here knows about Qt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from karyo_gui.core.case import Chromosome
+from karyo_gui.core.labels import ChromosomeType
+
+_T = ChromosomeType
+_AUTOSOME_ROWS = (range(1, 6), range(6, 13), range(13, 19), range(19, 23))
+
+
+def karyogram_rows(sex_last: bool = False) -> list[list[ChromosomeType]]:
+    rows = [[_T.autosome(n) for n in numbers] for numbers in _AUTOSOME_ROWS]
+    if sex_last:
+        rows[3] += [_T.X, _T.Y]
+    else:
+        rows[1].append(_T.X)
+        rows[3].append(_T.Y)
+    return rows
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: float
+    y: float
+    width: float
+    height: float
+
+    @property
+    def right(self) -> float:
+        return self.x + self.width
+
+    @property
+    def bottom(self) -> float:
+        return self.y + self.height
+
+    def contains(self, x: float, y: float) -> bool:
+        return self.x <= x <= self.right and self.y <= y <= self.bottom
+
+
+@dataclass(frozen=True)
+class LayoutStyle:
+    tallest: float = 160.0  # scene height of the tallest crop of the cell
+    homolog_gap: float = 4.0
+    slot_gap: float = 28.0
+    row_gap: float = 18.0
+    label_height: float = 22.0
+    margin: float = 16.0
+    sex_last: bool = False
+
+
+@dataclass
+class Slot:
+    """The place of one type: its members side by side above a label."""
+
+    chromosome_type: ChromosomeType
+    rect: Rect  # the whole slot: chromosomes and label
+    label_rect: Rect
+    members: list[str] = field(default_factory=list)  # chromosome ids, left to right
+
+
+@dataclass
+class KaryogramLayout:
+    scale: float  # scene units per crop pixel, the same for every crop of the cell
+    width: float
+    height: float
+    slots: dict[ChromosomeType, Slot]
+    placements: dict[str, Rect]  # chromosome id -> where its displayed crop goes
+
+    def slot_at(self, x: float, y: float) -> ChromosomeType | None:
+        for chromosome_type, slot in self.slots.items():
+            if slot.rect.contains(x, y):
+                return chromosome_type
+        return None
+
+
+def karyogram_layout(
+    chromosomes: Sequence[Chromosome],
+    style: LayoutStyle | None = None,
+    scale: float | None = None,
+) -> KaryogramLayout:
+    """Lay out a cell's chromosomes by their current label (``Chromosome.label``)."""
+    style = style or LayoutStyle()
+    sizes = {c.id: c.size for c in chromosomes}
+    tallest_px = max((height for _, height in sizes.values()), default=0) or 1
+    if scale is None:
+        scale = style.tallest / tallest_px
+    widths = [w for w, _ in sizes.values() if w > 0]
+    typical_width = (float(np.median(widths)) if widths else 20.0) * scale
+    empty_height = style.tallest * 0.25
+
+    by_type: dict[ChromosomeType, list[Chromosome]] = {t: [] for t in ChromosomeType}
+    for chromosome in chromosomes:
+        by_type[chromosome.label].append(chromosome)
+
+    def member_width(chromosome: Chromosome) -> float:
+        width = sizes[chromosome.id][0] * scale
+        return width if width > 0 else typical_width
+
+    def slot_width(members: list[Chromosome]) -> float:
+        widths = [member_width(c) for c in members]
+        widths += [typical_width] * max(0, 2 - len(members))  # room for two homologs
+        return sum(widths) + style.homolog_gap * (len(widths) - 1)
+
+    rows = karyogram_rows(style.sex_last)
+    row_widths = [
+        sum(slot_width(by_type[t]) for t in row) + style.slot_gap * (len(row) - 1)
+        for row in rows
+    ]
+    content_width = max(row_widths)
+
+    slots: dict[ChromosomeType, Slot] = {}
+    placements: dict[str, Rect] = {}
+    y = style.margin
+    for row, row_width in zip(rows, row_widths):
+        row_height = max(
+            (sizes[c.id][1] * scale for t in row for c in by_type[t]), default=0.0
+        ) or empty_height
+        x = style.margin + (content_width - row_width) / 2
+        for chromosome_type in row:
+            members = by_type[chromosome_type]
+            width = slot_width(members)
+            slots[chromosome_type] = _slot(chromosome_type, x, y, width, row_height, style)
+            _place_members(members, slots[chromosome_type], x, y + row_height, width,
+                           member_width, sizes, scale, style, placements)
+            x += width + style.slot_gap
+        y += row_height + style.label_height + style.row_gap
+
+    # the unclassified bucket: one slot under the rows, members wrapped into lines
+    bucket = by_type[_T.UNCLASSIFIED]
+    lines = _wrap(bucket, content_width, member_width, style.homolog_gap) or [[]]
+    top = y
+    for line in lines:
+        line_height = max((sizes[c.id][1] * scale for c in line), default=0.0) or empty_height
+        x = style.margin
+        for chromosome in line:
+            width = member_width(chromosome)
+            height = sizes[chromosome.id][1] * scale
+            placements[chromosome.id] = Rect(x, y + line_height - height, width, height)
+            x += width + style.homolog_gap
+        y += line_height + style.homolog_gap
+    bucket_height = y - top - style.homolog_gap
+    slots[_T.UNCLASSIFIED] = _slot(
+        _T.UNCLASSIFIED, style.margin, top, content_width, bucket_height, style
+    )
+    slots[_T.UNCLASSIFIED].members = [c.id for c in bucket]
+    height = top + bucket_height + style.label_height + style.margin
+    return KaryogramLayout(
+        scale=scale,
+        width=content_width + 2 * style.margin,
+        height=height,
+        slots=slots,
+        placements=placements,
+    )
+
+
+def _slot(
+    chromosome_type: ChromosomeType, x: float, y: float, width: float, height: float,
+    style: LayoutStyle,
+) -> Slot:
+    label = Rect(x, y + height, width, style.label_height)
+    return Slot(chromosome_type, Rect(x, y, width, height + style.label_height), label)
+
+
+def _place_members(members, slot, x, baseline, width, member_width, sizes, scale, style,
+                   placements) -> None:
+    """Homologs side by side, centred in the slot, standing on the baseline."""
+    used = sum(member_width(c) for c in members) + style.homolog_gap * max(0, len(members) - 1)
+    left = x + (width - used) / 2
+    for chromosome in members:
+        member = member_width(chromosome)
+        height = sizes[chromosome.id][1] * scale
+        placements[chromosome.id] = Rect(left, baseline - height, member, height)
+        slot.members.append(chromosome.id)
+        left += member + style.homolog_gap
+
+
+def _wrap(chromosomes, max_width, member_width, gap) -> list[list[Chromosome]]:
+    lines: list[list[Chromosome]] = []
+    line: list[Chromosome] = []
+    used = 0.0
+    for chromosome in chromosomes:
+        width = member_width(chromosome)
+        if line and used + gap + width > max_width:
+            lines.append(line)
+            line, used = [], 0.0
+        used += (gap if line else 0.0) + width
+        line.append(chromosome)
+    if line:
+        lines.append(line)
+    return lines

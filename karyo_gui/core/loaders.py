@@ -1,0 +1,250 @@
+"""Loading cells from the folders users have.
+
+* an unlabelled cell: a flat folder of crop images;
+* a labelled cell: a folder with one sub-folder per class (``claseN``, ``N``, ``chrN``,
+  ``X``, ``Y``), as in gband612 where the cell folders themselves end in ``.tiff``;
+* a dataset: a folder of labelled cells (or one holding ``cells/``), optionally limited
+  to the cells named in a list file such as ``splits/test.txt``.
+
+A crop that cannot be read never stops the others: its file and the reason go into
+``Cell.problems`` and the rest of the cell loads. Only a cell with nothing usable at all
+raises CellLoadError.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+
+from karyo_gui.core.case import Cell, Chromosome
+from karyo_gui.core.images import CropReadError, is_image_file, read_crop_and_hash
+from karyo_gui.core.labels import ChromosomeType
+
+_IGNORED_FILES = {"thumbs.db", "desktop.ini"}
+
+
+class CellLoadError(Exception):
+    """Nothing usable could be loaded from a folder; the message names it and says why."""
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path that prints on any terminal, even when its bytes are not valid UTF-8."""
+    return os.fsencode(path).decode("utf-8", errors="replace")
+
+
+def natural_key(text: str) -> list[object]:
+    """Sort key so that ``clase2`` comes before ``clase10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
+def class_of_folder(name: str) -> ChromosomeType | None:
+    try:
+        return ChromosomeType.from_name(name)
+    except ValueError:
+        return None
+
+
+def is_cell_folder(folder: Path) -> bool:
+    """Whether a folder holds one cell: crop images or class sub-folders directly in it."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return False
+    return any(
+        (entry.is_file() and is_image_file(entry))
+        or (entry.is_dir() and class_of_folder(entry.name) is not None)
+        for entry in entries
+    )
+
+
+def load_cell(folder: str | os.PathLike, name: str | None = None) -> Cell:
+    """A cell from a flat folder of crops or a folder of class sub-folders (or both)."""
+    folder = Path(folder)
+    entries = _list_folder(folder)
+    problems: list[str] = []
+    crops: list[tuple[Path, ChromosomeType | None]] = []
+    for entry in sorted(entries, key=lambda path: natural_key(path.name)):
+        if entry.is_dir():
+            chromosome_type = class_of_folder(entry.name)
+            if chromosome_type is None:
+                problems.append(
+                    f"{display_path(entry)}: sub-folder is not a chromosome class name "
+                    "(expected 1-22, X, Y, chrN or claseN); skipped"
+                )
+                continue
+            try:
+                members = _list_folder(entry)
+            except CellLoadError as error:
+                problems.append(str(error))
+                continue
+            crops.extend(
+                (path, chromosome_type)
+                for path in sorted(members, key=lambda path: natural_key(path.name))
+                if _is_crop_candidate(path, problems)
+            )
+        elif _is_crop_candidate(entry, problems):
+            crops.append((entry, None))
+
+    chromosomes = []
+    for path, chromosome_type in crops:
+        try:
+            image, digest = read_crop_and_hash(path)
+        except CropReadError as error:
+            problems.append(f"{display_path(error.path)}: {error.reason}")
+            continue
+        chromosomes.append(
+            Chromosome(
+                id=path.relative_to(folder).as_posix(),
+                image=image,
+                source_path=str(path.resolve()),
+                content_hash=digest,
+                given=chromosome_type,
+            )
+        )
+    if not chromosomes:
+        detail = f" ({len(problems)} file(s) unusable, e.g. {problems[0]})" if problems else ""
+        raise CellLoadError(f"{display_path(folder)}: no chromosome images found{detail}")
+    return Cell(
+        name=name or folder.name,
+        chromosomes=chromosomes,
+        source=str(folder.resolve()),
+        problems=problems,
+    )
+
+
+def _list_folder(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:
+        raise CellLoadError(f"{display_path(folder)}: folder not found") from None
+    except NotADirectoryError:
+        raise CellLoadError(f"{display_path(folder)}: not a folder") from None
+    except PermissionError:
+        raise CellLoadError(f"{display_path(folder)}: permission denied") from None
+    except OSError as error:
+        raise CellLoadError(f"{display_path(folder)}: cannot list ({error.strerror})") from None
+
+
+def _is_crop_candidate(path: Path, problems: list[str]) -> bool:
+    """Image files are crops; other files are named in the problems, hidden ones ignored."""
+    if path.name.startswith(".") or path.name.lower() in _IGNORED_FILES:
+        return False
+    if path.is_dir():
+        problems.append(f"{display_path(path)}: nested folder inside a class folder; skipped")
+        return False
+    if not is_image_file(path):
+        problems.append(f"{display_path(path)}: not an image file; skipped")
+        return False
+    return True
+
+
+@dataclass
+class Dataset:
+    """Labelled cells for training and evaluation, with what could not be loaded."""
+
+    root: Path
+    cells: list[Cell] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def n_chromosomes(self) -> int:
+        return sum(len(cell) for cell in self.cells)
+
+
+def read_cell_list(path: str | os.PathLike) -> list[str]:
+    """Cell names from a list file: one per line; blank lines and ``#`` comments ignored."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CellLoadError(f"{display_path(path)}: cell list not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CellLoadError(f"{display_path(path)}: cannot read cell list ({error})") from None
+    names = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    return [name for name in names if name]
+
+
+def cells_folder(root: str | os.PathLike) -> Path:
+    """The folder holding the cell folders: ``root/cells`` when present, else ``root``."""
+    root = Path(root)
+    return root / "cells" if (root / "cells").is_dir() else root
+
+
+def load_dataset(
+    root: str | os.PathLike,
+    cells: Iterable[str] | str | os.PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 4,
+) -> Dataset:
+    """All cells under ``root``, or those named by ``cells`` (names, or a list file)."""
+    folder = cells_folder(root)
+    if not folder.is_dir():
+        raise CellLoadError(f"{display_path(root)}: dataset folder not found")
+    problems: list[str] = []
+    if cells is None:
+        names = sorted(
+            (entry.name for entry in _list_folder(folder) if entry.is_dir()), key=natural_key
+        )
+    elif isinstance(cells, (str, os.PathLike)):
+        names = read_cell_list(cells)
+    else:
+        names = list(cells)
+    wanted = []
+    for name in names:
+        if (folder / name).is_dir():
+            wanted.append(name)
+        else:
+            problems.append(f"{display_path(folder / name)}: listed cell not found; skipped")
+
+    loaded: list[Cell] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = pool.map(_try_load_cell, (folder / name for name in wanted))
+        for done, (cell, error) in enumerate(results, start=1):
+            if cell is not None:
+                loaded.append(cell)
+                problems.extend(cell.problems)
+            else:
+                problems.append(error)
+            if progress is not None:
+                progress(done, len(wanted))
+    if not loaded:
+        raise CellLoadError(f"{display_path(folder)}: no cells could be loaded")
+    return Dataset(root=Path(root), cells=loaded, problems=problems)
+
+
+def _try_load_cell(folder: Path) -> tuple[Cell | None, str]:
+    try:
+        return load_cell(folder), ""
+    except CellLoadError as error:
+        return None, str(error)
+
+
+def write_cell(cell: Cell, folder: str | os.PathLike, labelled: bool = True) -> Path:
+    """Write a cell's crops as PNG files: one sub-folder per class when ``labelled``.
+
+    Used to export generated example cells so they can be opened like a lab's own.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, chromosome in enumerate(cell.chromosomes):
+        if chromosome.image is None:
+            continue
+        target = folder
+        if labelled:
+            label = chromosome.label
+            is_other = label is ChromosomeType.UNCLASSIFIED
+            target = folder / ("other" if is_other else f"chr{label.display_name}")
+            target.mkdir(exist_ok=True)
+        path = target / f"{cell.name}_{index:03d}.png"
+        # encode, then write with Python: cv2.imwrite crashes the process on a path that is
+        # not valid UTF-8 (a cell named after such a folder) and fails on non-ASCII Windows paths
+        ok, png = cv2.imencode(".png", chromosome.image)
+        if not ok:
+            raise OSError(f"{display_path(path)}: could not encode image")
+        path.write_bytes(png.tobytes())
+    return folder
