@@ -113,3 +113,14 @@ def test_saving_into_a_missing_folder_reports_and_keeps_the_case(window, tmp_pat
     assert "could not save" in window.last_error
     assert window.case is not None and window.case_path is None
 
+
+
+def test_an_unlabelled_cell_waits_in_the_unclassified_bucket(window, tmp_path):
+    folder = write_cell(generate_cell("46,XY", seed=4), tmp_path / "flat", labelled=False)
+    assert window.open_path(folder)
+    assert window.karyotype_label.text() == "not classified"
+    bucket = window.scene.layout.slots[T.UNCLASSIFIED]
+    assert sorted(bucket.members) == sorted(c.id for c in window.current_cell.chromosomes)
+    layout = window.scene.layout
+    widest_row = max(slot.rect.right for t, slot in layout.slots.items() if t != T.UNCLASSIFIED)
+    assert all(rect.right <= widest_row + 1 for rect in layout.placements.values())

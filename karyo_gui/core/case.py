@@ -162,6 +162,14 @@ class Cell:
         return Counter(c.given for c in self.chromosomes if c.given is not None)
 
     @property
+    def is_classified(self) -> bool:
+        """Whether any chromosome has a label at all (given, predicted, assigned or manual)."""
+        return any(
+            c.given is not None or c.predicted is not None or c.assigned is not None or c.manual
+            for c in self.chromosomes
+        )
+
+    @property
     def karyotype(self) -> str:
         """ISCN string of the labels currently shown."""
         return karyotype_string(self.label_counts())

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from karyo_gui.core.case import Chromosome
+from karyo_gui.core.ideogram import ideogram
 from karyo_gui.core.labels import ChromosomeType
 
 _T = ChromosomeType
@@ -129,9 +130,10 @@ def karyogram_layout(
     placements: dict[str, Rect] = {}
     y = style.margin
     for row, row_width in zip(rows, row_widths):
+        # an empty row keeps the height its longest type would have, so the form reads right
         row_height = max(
             (sizes[c.id][1] * scale for t in row for c in by_type[t]), default=0.0
-        ) or empty_height
+        ) or style.tallest * ideogram(row[0]).relative_length
         x = style.margin + (content_width - row_width) / 2
         for chromosome_type in row:
             members = by_type[chromosome_type]

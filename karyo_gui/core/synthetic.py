@@ -27,7 +27,7 @@ class ImagingStyle:
     """What one metaphase spread and its microscope look like."""
 
     chromosome1_length: float = 120.0  # pixels; condensation differs from cell to cell
-    chromatid_width: float = 18.0  # pixels across one chromosome
+    chromatid_width: float = 15.0  # pixels across one chromosome
     band_contrast: float = 0.75  # how dark a darkest band is, 0..1
     gamma: float = 1.0
     blur_sigma: float = 0.9
@@ -37,9 +37,9 @@ class ImagingStyle:
     @classmethod
     def random(cls, rng: np.random.Generator) -> ImagingStyle:
         return cls(
-            chromosome1_length=float(rng.uniform(90, 160)),
-            chromatid_width=float(rng.uniform(16, 24)),
-            band_contrast=float(rng.uniform(0.6, 0.85)),
+            chromosome1_length=float(rng.uniform(85, 150)),
+            chromatid_width=float(rng.uniform(12, 18)),
+            band_contrast=float(rng.uniform(0.65, 0.9)),
             gamma=float(rng.uniform(0.8, 1.25)),
             blur_sigma=float(rng.uniform(0.7, 1.6)),
             noise_sigma=float(rng.uniform(1.5, 7.0)),
@@ -99,7 +99,7 @@ def _render(
     axis = width_px / 2 + bend * (np.sin(np.pi * t + phase) - np.sin(phase + np.pi / 2))
     # two sister chromatids, held together at the centromere, apart towards the ends
     pinch = np.exp(-(((t - centromere) / 0.03) ** 2))
-    spread = rng.uniform(0.0, 0.35) * np.abs(t - centromere) / max(centromere, 1 - centromere)
+    spread = rng.uniform(0.0, 0.6) * np.abs(t - centromere) / max(centromere, 1 - centromere)
     offset = width / 4 * (1 + spread) * (1 - 0.55 * pinch)
     half = width / 4 * 1.15 * (1 - 0.25 * pinch)
     end = np.clip(np.minimum(t, 1 - t) * length / half.clip(1e-3), 0.0, 1.0)
@@ -112,10 +112,10 @@ def _render(
 
     # intensity: light bands grey, G-bands darker, a blotchy chromatin texture
     band = np.interp(t, positions, darkness)
-    light = rng.uniform(165.0, 215.0)
+    light = rng.uniform(115.0, 190.0)
     inner = light * (1 - style.band_contrast * band)
     texture = cv2.GaussianBlur(rng.normal(0.0, 1.0, x.shape).astype(np.float32), (0, 0), 1.2)
-    inner += texture * style.noise_sigma * 3.0
+    inner += texture * style.noise_sigma * 5.0
     image = 255.0 * (1 - coverage) + inner * coverage
 
     image = cv2.GaussianBlur(image, (0, 0), style.blur_sigma * rng.uniform(0.85, 1.15))

@@ -142,7 +142,7 @@ class MainWindow(QMainWindow):
             self.problems_dock.hide()
             return
         self.count_label.setText(f"{len(cell)} chromosomes")
-        self.karyotype_label.setText(cell.karyotype)
+        self.karyotype_label.setText(self._karyotype_text(cell))
         self.problem_list.clear()
         self.problem_list.addItems(cell.problems)
         self.problems_dock.setVisible(bool(cell.problems))
@@ -153,8 +153,13 @@ class MainWindow(QMainWindow):
             )
 
     @staticmethod
-    def _cell_entry(cell: Cell) -> str:
-        return f"{cell.name}\n{cell.karyotype} · {cell.status.value.replace('_', ' ')}"
+    def _karyotype_text(cell: Cell) -> str:
+        return cell.karyotype if cell.is_classified else "not classified"
+
+    @classmethod
+    def _cell_entry(cls, cell: Cell) -> str:
+        status = cell.status.value.replace("_", " ")
+        return f"{cell.name}\n{cls._karyotype_text(cell)} · {status}"
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open cell folder")
