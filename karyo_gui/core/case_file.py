@@ -13,6 +13,7 @@ one function per step that upgrades a document from version n to n + 1.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import json
 import os
@@ -134,7 +135,13 @@ def _upgrade(document: Any, shown: str) -> dict[str, Any]:
             "Update karyo to open it."
         )
     while version < SCHEMA_VERSION:
-        document = MIGRATIONS[version](document)
+        try:
+            document = MIGRATIONS[version](document)
+        except Exception as error:  # a migration meets a document it cannot upgrade
+            raise CaseFileError(
+                f"{shown}: cannot upgrade the case file from schema {version} "
+                f"({type(error).__name__}: {error})"
+            ) from None
         version += 1
         document["schema_version"] = version
     return document
@@ -222,6 +229,8 @@ def _portable_path(path: str | None, base: Path) -> str | None:
 
 
 def _case_from_dict(data: dict[str, Any], base: Path) -> Case:
+    if not isinstance(data["cells"], list):
+        raise TypeError("'cells' must be a list")
     return Case(
         case_id=str(data["case_id"]),
         cells=[_cell_from_dict(cell, base) for cell in data["cells"]],
@@ -307,6 +316,10 @@ def _attach_image(chromosome: Chromosome, data: dict[str, Any], problems: list[s
     except CropReadError as error:
         chromosome.flags.add(Flag.IMAGE_MISSING)
         problems.append(f"{display_path(error.path)}: {error.reason}")
+        return
+    except binascii.Error:
+        chromosome.flags.add(Flag.IMAGE_MISSING)
+        problems.append(f"embedded image of {chromosome.id}: damaged (not valid base64)")
         return
     if chromosome.content_hash is not None and digest != chromosome.content_hash:
         chromosome.flags.add(Flag.IMAGE_CHANGED)

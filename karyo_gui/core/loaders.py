@@ -40,7 +40,7 @@ def display_path(path: str | os.PathLike) -> str:
 
 def natural_key(text: str) -> list[object]:
     """Sort key so that ``clase2`` comes before ``clase10``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+    return [int(part) if part.isdecimal() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
 def class_of_folder(name: str) -> ChromosomeType | None:
