@@ -124,3 +124,15 @@ def test_an_unlabelled_cell_waits_in_the_unclassified_bucket(window, tmp_path):
     layout = window.scene.layout
     widest_row = max(slot.rect.right for t, slot in layout.slots.items() if t != T.UNCLASSIFIED)
     assert all(rect.right <= widest_row + 1 for rect in layout.placements.values())
+
+
+def test_a_cell_that_cannot_load_is_reported_and_the_other_cells_open(window, tmp_path):
+    write_cell(generate_cell("46,XX", seed=1), tmp_path / "case" / "good")
+    broken = tmp_path / "case" / "broken"
+    broken.mkdir()
+    (broken / "crop.png").write_bytes(b"not a png at all")
+    assert window.open_path(tmp_path / "case")
+    assert window.cell_list.count() == 1
+    problems = [window.problem_list.item(i).text() for i in range(window.problem_list.count())]
+    assert any("broken" in problem for problem in problems)
+    assert not window.problems_dock.isHidden()

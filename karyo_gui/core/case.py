@@ -234,6 +234,7 @@ class Case:
     cells: list[Cell] = field(default_factory=list)
     created: datetime = field(default_factory=now_utc)
     notes: str = ""
+    problems: list[str] = field(default_factory=list)  # cells that could not be loaded at all
 
     def cell(self, name: str) -> Cell:
         for cell in self.cells:

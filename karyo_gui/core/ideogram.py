@@ -24,9 +24,6 @@ _TEXTBOOK = {
     "16": (3.36, 41), "17": (3.25, 34), "18": (2.93, 31), "19": (2.67, 47), "20": (2.56, 45),
     "21": (1.90, 31), "22": (2.04, 30), "X": (5.12, 40), "Y": (2.15, 27),
 }
-ACROCENTRIC = frozenset(
-    ChromosomeType.from_name(name) for name in ("13", "14", "15", "21", "22")
-)
 
 
 @dataclass(frozen=True)

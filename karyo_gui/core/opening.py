@@ -34,11 +34,12 @@ def open_case(path: str | os.PathLike) -> Case:
         cell = load_cell(path)
         return Case(case_id=_case_id(cell.name), cells=[cell])
     dataset = load_dataset(path)
-    case = Case(case_id=path.name, cells=dataset.cells)
-    known = {problem for cell in dataset.cells for problem in cell.problems}
-    if case.cells:  # keep problems of cells that failed entirely with the first cell
-        case.cells[0].problems.extend(p for p in dataset.problems if p not in known)
-    return case
+    per_cell = {problem for cell in dataset.cells for problem in cell.problems}
+    return Case(
+        case_id=path.name,
+        cells=dataset.cells,
+        problems=[problem for problem in dataset.problems if problem not in per_cell],
+    )
 
 
 def example_case(karyotype: str = "46,XY", seed: int = 0) -> Case:

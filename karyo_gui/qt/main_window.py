@@ -143,13 +143,14 @@ class MainWindow(QMainWindow):
             return
         self.count_label.setText(f"{len(cell)} chromosomes")
         self.karyotype_label.setText(self._karyotype_text(cell))
+        problems = self.case.problems + cell.problems if self.case else cell.problems
         self.problem_list.clear()
-        self.problem_list.addItems(cell.problems)
-        self.problems_dock.setVisible(bool(cell.problems))
-        if cell.problems:
+        self.problem_list.addItems(problems)
+        self.problems_dock.setVisible(bool(problems))
+        if problems:
             self.statusBar().showMessage(
-                f"{len(cell.problems)} file(s) of cell {cell.name} could not be used: "
-                "see Load problems", 10000
+                f"{len(problems)} file(s) or folder(s) could not be used: see Load problems",
+                10000,
             )
 
     @staticmethod
