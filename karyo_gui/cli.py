@@ -1,9 +1,13 @@
 """The ``karyo`` command: with no argument it opens the app on the example cell.
 
-    karyo                         open the app (example cell)
-    karyo gui [CELL_DIR|CASE]     open the app on a cell folder, folder of cells or case file
-    karyo example OUT_DIR [--karyotype 47,XY,+21] [--seed 1] [--unlabelled]
-                                  write a generated cell as a folder of PNG crops
+karyo                         open the app (example cell)
+karyo gui [CELL_DIR|CASE]     open the app on a cell folder, folder of cells or case file
+karyo example OUT_DIR [--karyotype 47,XY,+21] [--seed 1] [--unlabelled]
+                              write a generated cell as a folder of PNG crops
+karyo train --config CFG.yaml [options]
+                              train a model (same as python -m trainer train)
+karyo evaluate --data ROOT [--cells LIST] --checkpoint CKPT --json OUT.json
+                              measure a model (same as python -m trainer evaluate)
 """
 
 from __future__ import annotations
@@ -24,8 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     example.add_argument("--karyotype", default="46,XY")
     example.add_argument("--seed", type=int, default=0)
     example.add_argument("--unlabelled", action="store_true", help="a flat folder of crops")
+    from trainer.cli import add_evaluate_parser, add_train_parser
+
+    add_train_parser(commands)
+    add_evaluate_parser(commands)
     args = parser.parse_args(argv)
 
+    if args.command in ("train", "evaluate"):
+        from trainer.cli import run
+
+        return run(args, "karyo")
     if args.command == "example":
         return _write_example(args.out_dir, args.karyotype, args.seed, not args.unlabelled)
     path = getattr(args, "path", None)

@@ -1,0 +1,102 @@
+"""Pairwise class-balanced batches, augmentation and the cell-level preprocessing."""
+
+import numpy as np
+import pytest
+import torch
+
+from karyo_gui.core.synthetic import generate_cell
+from trainer.batches import Augmentation, PairwiseClassBalancedSampler, augment, normalise
+from trainer.preprocessing import Preprocessing, prepare_cell
+
+PREP = Preprocessing(height=96, width=48)
+
+
+def crops(karyotype, seed):
+    return [chromosome.image for chromosome in generate_cell(karyotype, seed=seed).chromosomes]
+
+
+def test_both_batches_hold_every_type_in_the_same_order_with_different_crops():
+    labels = np.repeat(np.arange(24), 5)
+    sampler = PairwiseClassBalancedSampler(labels, crops_per_class=1, seed=0)
+    for _ in range(20):
+        first, second, y = sampler.draw()
+        assert y.tolist() == list(range(24))
+        assert labels[first].tolist() == y.tolist() == labels[second].tolist()
+        assert (first != second).all()
+
+
+def test_rare_types_are_drawn_again_but_the_two_views_still_differ():
+    labels = np.concatenate([np.repeat(np.arange(23), 10), [23, 23]])  # only two Y crops
+    sampler = PairwiseClassBalancedSampler(labels, crops_per_class=2, seed=1)
+    for _ in range(20):
+        first, second, y = sampler.draw()
+        assert len(y) == 48 and (labels[first] == y).all() and (labels[second] == y).all()
+        assert (first != second).all()
+
+
+def test_types_missing_from_the_data_are_left_out_of_the_batches():
+    labels = np.repeat([0, 4, 22], 3)
+    *_, y = PairwiseClassBalancedSampler(labels, 2, seed=0).draw()
+    assert y.tolist() == [0, 0, 4, 4, 22, 22]
+
+
+def test_a_single_type_cannot_be_contrasted():
+    with pytest.raises(ValueError, match="two types"):
+        PairwiseClassBalancedSampler(np.zeros(10, np.int64))
+
+
+def test_augmentation_off_is_plain_normalisation_and_flips_flip():
+    canvases = torch.from_numpy(prepare_cell(crops("46,XY", 0), PREP)[:4])
+    generator = torch.Generator().manual_seed(0)
+    off = Augmentation(0, 0, 0, 0, 0, 0, 0)
+    assert torch.allclose(
+        augment(canvases, PREP, off, generator), normalise(canvases, PREP), atol=1e-5
+    )
+    upside_down = augment(canvases, PREP, Augmentation(0, 0, 1.0, 0, 0, 0, 0), generator)
+    assert torch.allclose(upside_down, normalise(canvases, PREP).flip(2), atol=1e-5)
+
+
+def test_augmented_batches_vary_but_keep_a_black_background():
+    canvases = torch.from_numpy(prepare_cell(crops("46,XX", 1), PREP))
+    generator = torch.Generator().manual_seed(0)
+    a = augment(canvases, PREP, Augmentation(), generator)
+    b = augment(canvases, PREP, Augmentation(), generator)
+    assert a.shape == (len(canvases), 1, 96, 48) and torch.isfinite(a).all()
+    assert not torch.allclose(a, b)
+    background = -PREP.mean / PREP.std
+    assert torch.allclose(a[:, :, 0, 0], torch.full_like(a[:, :, 0, 0], background), atol=1e-4)
+
+
+def _object_height(canvas):
+    rows = np.flatnonzero(canvas.max(axis=1) > 40)
+    return rows[-1] - rows[0] + 1
+
+
+def test_one_scale_per_cell_keeps_relative_length_and_forgets_the_pixel_scale():
+    images = crops("46,XY", 3)
+    canvases = prepare_cell(images, PREP)
+    lengths = [max(image.shape) for image in images]
+    longest, shortest = int(np.argmax(lengths)), int(np.argmin(lengths))
+    assert _object_height(canvases[longest]) > 2.5 * _object_height(canvases[shortest])
+    # the same cell photographed at twice the pixel scale reaches the model alike
+    import cv2
+
+    doubled = [cv2.resize(im, (im.shape[1] * 2, im.shape[0] * 2)) for im in images]
+    heights = [_object_height(c) for c in canvases]
+    heights_doubled = [_object_height(c) for c in prepare_cell(doubled, PREP)]
+    assert np.allclose(heights, heights_doubled, atol=2)
+
+
+def test_q_banded_crops_reach_the_model_like_g_banded_ones():
+    images = crops("46,XX", 4)
+    g_band = prepare_cell(images, PREP)
+    q_band = prepare_cell([255 - image for image in images], PREP)
+    assert np.abs(g_band.astype(int) - q_band.astype(int)).max() <= 1
+
+
+def test_lying_and_oversized_crops_are_turned_and_shrunk_to_fit():
+    lying = np.full((20, 200), 255, np.uint8)
+    lying[5:15, 10:190] = 0
+    canvas = prepare_cell([lying, np.full((30, 10), 128, np.uint8)], PREP)[0]
+    assert _object_height(canvas) > canvas.shape[1]  # now standing
+    assert canvas[0].max() == 0 or _object_height(canvas) <= PREP.height

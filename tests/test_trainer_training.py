@@ -1,0 +1,228 @@
+"""Training and evaluation end to end on generated cells: CLI, outputs, resume, DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from karyo_gui.cli import main as karyo
+from karyo_gui.core.case import Case, CellStatus
+from karyo_gui.core.case_file import save_case
+from karyo_gui.core.labels import ChromosomeType
+from karyo_gui.core.loaders import write_cell
+from karyo_gui.core.synthetic import generate_cell
+from trainer.checkpoint import load_checkpoint, read_header
+from trainer.cli import main as trainer
+from trainer.data import training_label
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--arch", "resnet10t", "--embedding-dim", "32", "--input-height", "64",
+    "--input-width", "32", "--threads", "2", "--log-every", "2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A labelled dataset folder like gband612: cells/<cell>/chrN/*.png plus split lists."""
+    root = tmp_path_factory.mktemp("dataset")
+    karyotypes = ["46,XY", "46,XX", "47,XY,+21", "45,X", "46,XX", "46,XY"]
+    names = []
+    for k, karyotype in enumerate(karyotypes):
+        cell = generate_cell(karyotype, seed=100 + k, name=f"case{k}.1")
+        write_cell(cell, root / "cells" / cell.name)
+        names.append(cell.name)
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("\n".join(names[:4]) + "\n")
+    (root / "splits" / "val.txt").write_text("\n".join(names[4:]) + "\n")
+    return root
+
+
+def train_args(dataset, output, *extra):
+    return [
+        "train", "--data", str(dataset), "--train-cells", str(dataset / "splits/train.txt"),
+        "--val-cells", str(dataset / "splits/val.txt"), "--output", str(output), *TINY, *extra,
+    ]  # fmt: skip
+
+
+def events_of(run):
+    return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+
+
+def test_a_run_from_a_yaml_config_writes_models_config_and_events(dataset, tmp_path, capsys):
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"epochs": 5, "lr": 0.5, "crops_per_class": 2}))
+    run = tmp_path / "run"
+    args = train_args(dataset, run, "--config", str(config), "--lr", "0.002")
+    args += ["--steps-per-epoch", "2", "--events", "jsonl"]
+    assert trainer(args) == 0
+    # the command line beats the YAML, the YAML beats the defaults; the result is saved
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["lr"] == 0.002 and resolved["epochs"] == 5 and resolved["crops_per_class"] == 2
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed == events_of(run)
+    kinds = [event["event"] for event in printed]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch") == 5
+    step = next(e for e in printed if e["event"] == "step")
+    for key in (
+        "loss_contrastive",
+        "loss_classification",
+        "lr",
+        "images_per_second",
+        "eta_seconds",
+    ):
+        assert np.isfinite(step[key])
+    epochs = [e for e in printed if e["event"] == "epoch"]
+    assert all(0 <= e["val_crop_accuracy"] <= 1 for e in epochs)
+
+    _, header = load_checkpoint(run / "best.safetensors")
+    assert header.arch == "resnet10t" and header.embedding_dim == 32
+    assert header.training_data["train"]["n_cells"] == 4
+    assert header.training_data["val"]["n_cells"] == 2
+    best_epoch = max(epochs, key=lambda e: e["val_crop_accuracy"])
+    assert header.metrics["val"]["crop_accuracy"] == best_epoch["val_crop_accuracy"]
+    assert read_header(run / "last.safetensors").metrics["history"][-1]["epoch"] == 5
+
+
+def test_training_learns_the_generated_chromosomes(dataset, tmp_path):
+    run = tmp_path / "learn"
+    args = train_args(dataset, run, "--epochs", "6", "--steps-per-epoch", "8", "--lr", "0.003")
+    assert trainer([*args, "--generated-cells", "8"]) == 0
+    accuracy = max(e["val_crop_accuracy"] for e in events_of(run) if e["event"] == "epoch")
+    assert accuracy > 0.25  # chance is 1/24
+
+
+def test_evaluate_writes_metrics_and_plots(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert trainer(train_args(dataset, run, "--epochs", "1", "--steps-per-epoch", "2")) == 0
+    out = tmp_path / "eval" / "metrics.json"
+    status = karyo([
+        "evaluate", "--data", str(dataset), "--cells", str(dataset / "splits/val.txt"),
+        "--checkpoint", str(run / "best.safetensors"), "--json", str(out),
+        "--plots", str(tmp_path / "plots"),
+    ])  # fmt: skip
+    assert status == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["n_cells"] == 2 and metrics["n_crops"] == 92
+    for key in ("crop_accuracy", "macro_recall", "macro_auc", "crops_per_second"):
+        assert 0 <= metrics[key] <= (1 if key != "crops_per_second" else 1e9)
+    assert len(metrics["per_type"]) == 24 and np.sum(metrics["confusion_matrix"]) == 92
+    for name in ("confusion.png", "tsne.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "crop accuracy" in capsys.readouterr().out
+
+
+def _run_cli(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "/no/such/folder", "--output", "{tmp}/r"], "dataset folder not found"),
+        (["train", "--config", "{tmp}/bad.yaml"], "unknown option(s) learning_rte"),
+        (["train", "--generated-cells", "2", "--arch", "resnet999"], "not a timm model name"),
+        (["train", "--generated-cells", "2", "--device", "cuda:7"], "cuda"),
+        (["evaluate", "--data", "{tmp}", "--checkpoint", "{tmp}/bad.yaml", "--json", "o.json"],
+         "not a safetensors model file"),
+    ],
+)  # fmt: skip
+def test_user_mistakes_are_one_line_without_a_traceback(tmp_path, args, message):
+    (tmp_path / "bad.yaml").write_text("learning_rte: 0.1\n")
+    result = _run_cli(*[a.format(tmp=tmp_path) for a in args])
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_killed_run_resumes_where_it_stopped(dataset, tmp_path):
+    run = tmp_path / "run"
+    args = train_args(dataset, run, "--epochs", "3", "--steps-per-epoch", "20", "--events", "jsonl")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer", *args], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in process.stdout:  # stop it as soon as the first epoch is saved
+        if json.loads(line)["event"] == "epoch":
+            process.send_signal(signal.SIGTERM)
+            break
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    saved = read_header(run / "last.safetensors").metrics["history"]
+    assert len(saved) in (1, 2)  # the kill can land while epoch 2 is finishing
+    load_checkpoint(run / "best.safetensors")  # what was written is whole
+
+    assert (
+        trainer(train_args(dataset, run, "--epochs", "3", "--steps-per-epoch", "20", "--resume"))
+        == 0
+    )
+    starts = [e for e in events_of(run) if e["event"] == "start"]
+    assert starts[-1]["resumed_at_epoch"] == len(saved)
+    history = read_header(run / "last.safetensors").metrics["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_two_processes_under_torchrun_end_with_identical_weights(dataset, tmp_path):
+    run = tmp_path / "ddp"
+    args = train_args(dataset, run, "--epochs", "1", "--steps-per-epoch", "3", "--save-every-rank")
+    args[args.index("--threads") + 1] = "1"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "trainer", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, _ = load_checkpoint(run / "rank0.safetensors")
+    second, _ = load_checkpoint(run / "rank1.safetensors")
+    untrained = load_checkpoint(run / "best.safetensors")[1]
+    assert untrained.training_data["train"]["n_crops"] > 0
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert (a == b).all(), f"{name} differs between the ranks"
+    start = next(e for e in events_of(run) if e["event"] == "start")
+    assert start["world_size"] == 2
+
+
+def test_fine_tuning_learns_from_corrected_case_files_and_records_its_parent(tmp_path):
+    parent_run = tmp_path / "parent"
+    base = ["train", "--output", str(parent_run), *TINY, "--epochs", "1", "--steps-per-epoch", "2"]
+    assert trainer([*base, "--generated-cells", "3", "--val-fraction", "0.34"]) == 0
+
+    cell = generate_cell("46,XY", seed=7, name="lab cell")
+    chosen = cell.chromosomes[0]
+    cell.set_manual_label(chosen.id, ChromosomeType.Y, by="reviewer")
+    case_file = tmp_path / "lab.karyo.json"
+    save_case(Case(case_id="lab", cells=[cell]), case_file)
+    run = tmp_path / "child"
+    args = ["train", "--case-files", str(case_file), "--init-checkpoint",
+            str(parent_run / "best.safetensors"), "--output", str(run), "--epochs", "1",
+            "--steps-per-epoch", "2", "--threads", "2"]  # fmt: skip
+    assert trainer(args) == 0
+    parent = read_header(parent_run / "best.safetensors")
+    child = read_header(run / "best.safetensors")
+    assert child.parent["model_id"] == parent.model_id
+    assert child.arch == parent.arch and child.preprocessing == parent.preprocessing
+    assert child.training_data["train"]["sources"] == ["case:lab.karyo.json"]
+    assert child.training_data["train"]["class_counts"][ChromosomeType.Y] == 2  # 1 given + 1 manual
+
+
+def test_the_training_label_trusts_reviewers_and_signed_off_assignments_only():
+    cell = generate_cell("46,XX", seed=1)
+    first, second, third = cell.chromosomes[:3]
+    first.given, first.assigned = None, ChromosomeType.CHR5
+    cell.set_manual_label(second.id, ChromosomeType.X, by="reviewer")
+    third.given = None
+    assert training_label(first, cell) is None  # the model's own guess, not yet signed off
+    assert training_label(second, cell) is ChromosomeType.X
+    cell.set_status(CellStatus.SIGNED_OFF, by="reviewer")
+    assert training_label(first, cell) is ChromosomeType.CHR5
+    assert training_label(third, cell) is None

@@ -1,0 +1,120 @@
+"""Pairwise class-balanced batches and their augmentation.
+
+Each step draws two batches B1 and B2 holding the same types in the same order: ``k``
+crops of every type present, and B1[i] and B2[i] are different crops of type y[i] whenever
+the data has enough of that type (rare types such as Y are drawn again with replacement).
+Augmentation runs on whole batches with one ``grid_sample`` so it costs little next to
+the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from karyo_gui.core.labels import N_TYPES
+from trainer.preprocessing import Preprocessing
+
+
+class PairwiseClassBalancedSampler:
+    """Indices of two aligned batches: ``crops_per_class`` crops of each type per batch."""
+
+    def __init__(self, labels: np.ndarray, crops_per_class: int = 1, seed: int = 0) -> None:
+        if crops_per_class < 1:
+            raise ValueError("crops_per_class must be at least 1")
+        self.crops_per_class = crops_per_class
+        self.rng = np.random.default_rng(seed)
+        self.by_type = [np.flatnonzero(labels == t) for t in range(N_TYPES)]
+        self.types = [t for t, members in enumerate(self.by_type) if len(members)]
+        if len(self.types) < 2:
+            raise ValueError("contrastive training needs crops of at least two types")
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.repeat(np.asarray(self.types, np.int64), self.crops_per_class)
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.types) * self.crops_per_class
+
+    def draw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(indices of B1, indices of B2, labels shared by both)."""
+        k = self.crops_per_class
+        first, second = [], []
+        for t in self.types:
+            members = self.by_type[t]
+            replace = len(members) < 2 * k
+            picked = self.rng.choice(members, size=2 * k, replace=replace)
+            if replace and len(members) > 1:
+                # keep the two views of a pair distinct even when drawing with replacement
+                for i in range(k):
+                    while picked[k + i] == picked[i]:
+                        picked[k + i] = self.rng.choice(members)
+            first.append(picked[:k])
+            second.append(picked[k:])
+        return np.concatenate(first), np.concatenate(second), self.labels
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def restore(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The paper's rotation, flips and contrast jitter, plus scale and shift jitter."""
+
+    rotate_degrees: float = 15.0
+    hflip: float = 0.5
+    vflip: float = 0.5
+    scale: float = 0.1  # relative size jitter, +-
+    shift: float = 0.05  # fraction of the canvas, +-
+    contrast: float = 0.25  # multiplicative, +-
+    gamma: float = 0.3  # log-uniform gamma in exp(+-gamma)
+
+
+def normalise(canvases: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:
+    """uint8 (n, h, w) canvases -> normalised float (n, 1, h, w) model input."""
+    x = canvases.float().div_(255.0).unsqueeze(1)
+    return (x - preprocessing.mean) / preprocessing.std
+
+
+def augment(
+    canvases: torch.Tensor,
+    preprocessing: Preprocessing,
+    augmentation: Augmentation,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Randomly transformed, normalised model input for a batch of uint8 canvases."""
+    n, height, width = canvases.shape
+    x = canvases.float().div_(255.0).unsqueeze(1)
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(n, generator=generator) * (high - low) + low
+
+    angle = uniform(-augmentation.rotate_degrees, augmentation.rotate_degrees) * math.pi / 180
+    scale = uniform(1 - augmentation.scale, 1 + augmentation.scale)
+    flip_x = torch.where(torch.rand(n, generator=generator) < augmentation.hflip, -1.0, 1.0)
+    flip_y = torch.where(torch.rand(n, generator=generator) < augmentation.vflip, -1.0, 1.0)
+    # the output->input map in pixel units, then in affine_grid's [-1, 1] units
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    half = torch.tensor([width / 2, height / 2])
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = cos * flip_x
+    theta[:, 0, 1] = -sin * flip_y * half[1] / half[0]
+    theta[:, 1, 0] = sin * flip_x * half[0] / half[1]
+    theta[:, 1, 1] = cos * flip_y
+    theta[:, 0, 2] = uniform(-augmentation.shift, augmentation.shift) * 2
+    theta[:, 1, 2] = uniform(-augmentation.shift, augmentation.shift) * 2
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    gamma = torch.exp(uniform(-augmentation.gamma, augmentation.gamma)).view(n, 1, 1, 1)
+    contrast = uniform(1 - augmentation.contrast, 1 + augmentation.contrast).view(n, 1, 1, 1)
+    x = (x.clamp_(0, 1).pow(gamma) * contrast).clamp_(0, 1)
+    return (x - preprocessing.mean) / preprocessing.std

@@ -1,0 +1,139 @@
+"""``python -m trainer train|evaluate``: train a model, or measure one on labelled cells.
+
+python -m trainer train --config trainer/configs/default.yaml [--lr 3e-4 ...] [--events jsonl]
+python -m trainer evaluate --data ROOT [--cells LIST] --checkpoint CKPT --json OUT.json
+                           [--plots DIR] [--device D]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from trainer.config import ConfigError, add_arguments, resolve
+
+
+def build_parser(prog: str = "python -m trainer") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(commands)
+    add_evaluate_parser(commands)
+    return parser
+
+
+def add_train_parser(commands) -> argparse.ArgumentParser:
+    train = commands.add_parser("train", help="train a model (options override the YAML)")
+    train.add_argument("--config", help="YAML file of options")
+    train.add_argument("--events", choices=["jsonl"], help="print JSON-lines events on stdout")
+    add_arguments(train)
+    return train
+
+
+def add_evaluate_parser(commands) -> argparse.ArgumentParser:
+    evaluate = commands.add_parser("evaluate", help="measure a model on labelled cells")
+    evaluate.add_argument("--data", required=True, help="labelled dataset folder")
+    evaluate.add_argument("--cells", help="cell list file (e.g. splits/test.txt)")
+    evaluate.add_argument("--checkpoint", required=True, help="model file (.safetensors)")
+    evaluate.add_argument("--json", required=True, help="where to write the metrics")
+    evaluate.add_argument("--plots", help="folder for confusion-matrix and t-SNE PNGs")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    return evaluate
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m trainer") -> int:
+    args = build_parser(prog).parse_args(argv)
+    return run(args, prog)
+
+
+def run(args: argparse.Namespace, prog: str) -> int:
+    """Run a parsed ``train`` or ``evaluate``; user mistakes become one-line messages."""
+    # torch is imported here, not at the top, so that building the parser stays instant
+    from trainer.checkpoint import CheckpointError
+    from trainer.data import DataError
+    from trainer.devices import DeviceError
+
+    try:
+        if args.command == "train":
+            return _train(args)
+        return _evaluate(args)
+    except (CheckpointError, ConfigError, DataError, DeviceError) as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"{prog}: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer.engine import TrainingInterrupted, train
+
+    overrides = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("command", "config", "events")
+    }
+    config = resolve(args.config, overrides)
+    try:
+        best = train(config, jsonl=args.events == "jsonl")
+    except TrainingInterrupted:
+        print(f"interrupted; continue with: --resume --output {config.output}", file=sys.stderr)
+        return 130
+    if args.events != "jsonl":
+        print(f"best model: {best}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from trainer.checkpoint import load_checkpoint
+    from trainer.data import DataError, load_dataset_crops
+    from trainer.devices import pick_device
+    from trainer.evaluation import evaluate_crops, plot_confusion, plot_tsne
+
+    device = pick_device(args.device)
+    net, header = load_checkpoint(args.checkpoint, device)
+    preprocessing = header.input_preprocessing
+    crops = load_dataset_crops(args.data, args.cells, preprocessing)
+    if not len(crops):
+        raise DataError(f"{args.data}: no labelled crops to evaluate on")
+    metrics, predictions = evaluate_crops(net, crops, preprocessing, device, args.batch_size)
+    metrics.update(
+        model=header.name,
+        model_id=header.model_id,
+        arch=header.arch,
+        data=str(args.data),
+        cells=args.cells,
+        problems=crops.problems,
+    )
+    if args.plots:
+        folder = Path(args.plots)
+        folder.mkdir(parents=True, exist_ok=True)
+        title = f"{header.name} ({header.arch}) on {Path(args.cells or args.data).name}"
+        metrics["plots"] = [
+            str(plot_confusion(metrics["confusion_matrix"], folder / "confusion.png", title)),
+            str(plot_tsne(predictions.embeddings, crops.labels, folder / "tsne.png", title)),
+        ]
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_finite(metrics), indent=1), encoding="utf-8")
+    print(
+        f"{metrics['n_crops']} crops of {metrics['n_cells']} cells: "
+        f"crop accuracy {metrics['crop_accuracy']:.4f}, "
+        f"macro recall {metrics['macro_recall']:.4f}, "
+        f"macro AUC {metrics['macro_auc']:.4f}, {metrics['crops_per_second']:.0f} crops/s on "
+        f"{metrics['device']} -> {out}"
+    )
+    return 0
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,179 @@
+"""Training data: labelled crops from datasets, case files and generated cells.
+
+Every source ends up as a :class:`CropSet`: uint8 canvases already at the model's input
+size (see :mod:`trainer.preprocessing`), their types and the cell each came from. Canvases
+are small (128 x 64 bytes), so a whole dataset lives in memory and a training step only
+indexes, augments on the batch and runs the model: loading never starves the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from karyo_gui.core.case import Cell, CellStatus, Chromosome
+from karyo_gui.core.case_file import CaseFileError, load_case
+from karyo_gui.core.labels import N_TYPES, ChromosomeType
+from karyo_gui.core.loaders import CellLoadError, load_dataset
+from karyo_gui.core.synthetic import generate_cell
+from trainer.preprocessing import Preprocessing, prepare_cell
+
+
+class DataError(Exception):
+    """Training or evaluation data that cannot be used; the message names the source."""
+
+
+@dataclass
+class CropSet:
+    images: np.ndarray  # (n, height, width) uint8
+    labels: np.ndarray  # (n,) int64, 0..23
+    cell_of: np.ndarray  # (n,) int64, index into cell_names
+    cell_names: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self) -> list[int]:
+        return np.bincount(self.labels, minlength=N_TYPES).tolist()
+
+    def summary(self) -> dict:
+        return {
+            "sources": self.sources,
+            "n_cells": len(self.cell_names),
+            "n_crops": len(self),
+            "class_counts": self.class_counts(),
+        }
+
+    @classmethod
+    def empty(cls, preprocessing: Preprocessing) -> CropSet:
+        shape = (0, preprocessing.height, preprocessing.width)
+        none = np.zeros(0, np.int64)
+        return cls(np.zeros(shape, np.uint8), none, none.copy())
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[CropSet]) -> CropSet:
+        parts = [part for part in parts if len(part) or part.problems]
+        if not parts:
+            raise DataError("no training data given")
+        offsets = np.cumsum([0] + [len(part.cell_names) for part in parts[:-1]])
+        return cls(
+            images=np.concatenate([part.images for part in parts]),
+            labels=np.concatenate([part.labels for part in parts]),
+            cell_of=np.concatenate([part.cell_of + o for part, o in zip(parts, offsets)]),
+            cell_names=[name for part in parts for name in part.cell_names],
+            problems=[problem for part in parts for problem in part.problems],
+            sources=[source for part in parts for source in part.sources],
+        )
+
+
+def training_label(chromosome: Chromosome, cell: Cell) -> ChromosomeType | None:
+    """The label a crop is trained on, or None when it has no trustworthy one.
+
+    A reviewer's manual label wins; the model's own assignment counts only once a
+    cytogeneticist signed the cell off; otherwise the label given with the data.
+    """
+    if chromosome.manual is not None:
+        label = chromosome.manual.label
+    elif cell.status is CellStatus.SIGNED_OFF and chromosome.assigned is not None:
+        label = chromosome.assigned
+    else:
+        label = chromosome.given
+    if label is None or label is ChromosomeType.UNCLASSIFIED:
+        return None
+    return label
+
+
+def crops_of_cells(
+    cells: Iterable[Cell], preprocessing: Preprocessing, source: str = ""
+) -> CropSet:
+    """The labelled crops of some cells; unlabelled and missing crops are left out."""
+    images, labels, cell_of, names = [], [], [], []
+    for cell in cells:
+        kept = [
+            (chromosome.image, label)
+            for chromosome in cell.chromosomes
+            if chromosome.image is not None
+            and (label := training_label(chromosome, cell)) is not None
+        ]
+        if not kept:
+            continue
+        # the common scale comes from ALL crops of the cell, as at inference time
+        all_images = [c.image for c in cell.chromosomes if c.image is not None]
+        canvases = prepare_cell(all_images, preprocessing)
+        position = {id(image): k for k, image in enumerate(all_images)}
+        images.append(canvases[[position[id(image)] for image, _ in kept]])
+        labels.extend(int(label) for _, label in kept)
+        cell_of.extend([len(names)] * len(kept))
+        names.append(cell.name)
+    if not images:
+        empty = CropSet.empty(preprocessing)
+        empty.sources = [source] if source else []
+        return empty
+    return CropSet(
+        images=np.concatenate(images),
+        labels=np.asarray(labels, np.int64),
+        cell_of=np.asarray(cell_of, np.int64),
+        cell_names=names,
+        sources=[source] if source else [],
+    )
+
+
+def load_dataset_crops(
+    root: str | os.PathLike,
+    cells: str | os.PathLike | Sequence[str] | None,
+    preprocessing: Preprocessing,
+) -> CropSet:
+    """A labelled dataset folder (e.g. gband612 with a split list) as crops."""
+    try:
+        dataset = load_dataset(root, cells=cells)
+    except CellLoadError as error:
+        raise DataError(str(error)) from None
+    source = f"{Path(root).name}" + (f":{Path(cells).name}" if isinstance(cells, str) else "")
+    crops = crops_of_cells(dataset.cells, preprocessing, source=source)
+    crops.problems = list(dataset.problems)
+    return crops
+
+
+def load_case_crops(paths: Iterable[str | os.PathLike], preprocessing: Preprocessing) -> CropSet:
+    """The corrected cells of saved case files as crops (manual labels win)."""
+    parts = []
+    for path in paths:
+        try:
+            case = load_case(path)
+        except CaseFileError as error:
+            raise DataError(str(error)) from None
+        part = crops_of_cells(case.cells, preprocessing, source=f"case:{Path(path).name}")
+        part.problems = list(case.problems)
+        parts.append(part)
+    return CropSet.concatenate(parts) if parts else CropSet.empty(preprocessing)
+
+
+# karyotypes of the generated cells mixed into training: mostly normal, some aneuploid
+GENERATED_KARYOTYPES = ("46,XX", "46,XY", "46,XY", "46,XX", "47,XY,+21", "45,X", "47,XXY")
+
+
+def generated_crops(n_cells: int, seed: int, preprocessing: Preprocessing) -> CropSet:
+    """Cells from the project's own generator (so the app's example cells are known too)."""
+    cells = (
+        generate_cell(
+            GENERATED_KARYOTYPES[k % len(GENERATED_KARYOTYPES)],
+            seed=seed + k,
+            name=f"generated {k}",
+        )
+        for k in range(n_cells)
+    )
+    return crops_of_cells(cells, preprocessing, source=f"generated:{n_cells}")
+
+
+def describe(crops: CropSet) -> str:
+    counts = Counter(crops.labels.tolist())
+    missing = [ChromosomeType(t).display_name for t in range(N_TYPES) if counts[t] == 0]
+    text = f"{len(crops)} crops of {len(crops.cell_names)} cells"
+    return text + (f" (no crops of type {', '.join(missing)})" if missing else "")

@@ -1,0 +1,177 @@
+"""Evaluation of a model on labelled crops: metrics, per-type table and plots."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix, recall_score, roc_auc_score
+
+from karyo_gui.core.labels import N_TYPES
+from trainer.batches import normalise
+from trainer.checkpoint import CLASS_NAMES
+from trainer.data import CropSet
+from trainer.devices import autocast
+from trainer.model import ChromosomeNet
+from trainer.preprocessing import Preprocessing
+
+
+@dataclass
+class Predictions:
+    probabilities: np.ndarray  # (n, 24)
+    embeddings: np.ndarray  # (n, D)
+    seconds: float  # model time only (no loading)
+
+
+@torch.inference_mode()
+def predict(
+    net: ChromosomeNet,
+    canvases: np.ndarray,
+    preprocessing: Preprocessing,
+    device: torch.device,
+    batch_size: int = 256,
+) -> Predictions:
+    """Probabilities and embeddings of prepared uint8 canvases (n, h, w)."""
+    was_training = net.training
+    net.eval()
+    probabilities, embeddings = [], []
+    started = time.perf_counter()
+    for start in range(0, len(canvases), batch_size):
+        batch = torch.from_numpy(canvases[start : start + batch_size]).to(device)
+        with autocast(device):
+            output = net(normalise(batch, preprocessing))
+        probabilities.append(torch.softmax(output.logits.float(), dim=1).cpu())
+        embeddings.append(output.embedding.float().cpu())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    net.train(was_training)
+    if not probabilities:
+        return Predictions(np.zeros((0, N_TYPES)), np.zeros((0, 0)), 0.0)
+    return Predictions(torch.cat(probabilities).numpy(), torch.cat(embeddings).numpy(), seconds)
+
+
+def crop_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """Top-1 accuracy, macro recall, macro one-vs-rest AUC and a per-type table."""
+    predicted = probabilities.argmax(axis=1)
+    present = np.unique(labels)
+    metrics: dict = {
+        "n_crops": len(labels),
+        "crop_accuracy": float((predicted == labels).mean()) if len(labels) else float("nan"),
+        "macro_recall": float(
+            recall_score(labels, predicted, labels=present, average="macro", zero_division=0)
+        )
+        if len(labels)
+        else float("nan"),
+    }
+    try:
+        # one-vs-rest over the types that occur; a type never seen has no ROC curve
+        scores = probabilities[:, present]
+        scores = scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-12, None)
+        metrics["macro_auc"] = float(
+            roc_auc_score(labels, scores, labels=present, multi_class="ovr", average="macro")
+            if len(present) > 2
+            else float("nan")
+        )
+    except ValueError:
+        metrics["macro_auc"] = float("nan")
+    matrix = confusion_matrix(labels, predicted, labels=list(range(N_TYPES)))
+    per_type = []
+    for t in range(N_TYPES):
+        support = int(matrix[t].sum())
+        row = matrix[t].copy()
+        row[t] = 0
+        per_type.append(
+            {
+                "type": CLASS_NAMES[t],
+                "support": support,
+                "recall": float(matrix[t, t] / support) if support else None,
+                "precision": float(matrix[t, t] / matrix[:, t].sum())
+                if matrix[:, t].sum()
+                else None,
+                "most_confused_with": CLASS_NAMES[int(row.argmax())] if row.any() else None,
+            }
+        )
+    metrics["per_type"] = per_type
+    metrics["confusion_matrix"] = matrix.tolist()
+    return metrics
+
+
+def plot_confusion(matrix: np.ndarray, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    matrix = np.asarray(matrix, dtype=float)
+    rows = matrix.sum(axis=1, keepdims=True)
+    shown = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    figure, axes = plt.subplots(figsize=(9, 8), dpi=110)
+    image = axes.imshow(shown, cmap="Blues", vmin=0, vmax=1)
+    axes.set_xticks(range(N_TYPES), CLASS_NAMES, fontsize=8)
+    axes.set_yticks(range(N_TYPES), CLASS_NAMES, fontsize=8)
+    axes.set_xlabel("predicted type")
+    axes.set_ylabel("true type")
+    axes.set_title(title)
+    for i, j in zip(*np.nonzero(matrix)):
+        if i != j:
+            axes.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=6, color="red")
+    figure.colorbar(image, ax=axes, fraction=0.046, label="fraction of the true type")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def plot_tsne(
+    embeddings: np.ndarray, labels: np.ndarray, path: Path, title: str, seed: int = 0
+) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from sklearn.manifold import TSNE
+
+    rng = np.random.default_rng(seed)
+    if len(labels) > 3000:  # t-SNE is quadratic; a sample shows the structure as well
+        keep = rng.choice(len(labels), 3000, replace=False)
+        embeddings, labels = embeddings[keep], labels[keep]
+    perplexity = float(min(30, max(2, len(labels) - 1) / 3))
+    points = TSNE(perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+        embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(1e-12)
+    )
+    figure, axes = plt.subplots(figsize=(9, 8), dpi=110)
+    colours = plt.get_cmap("tab20", N_TYPES)
+    for t in np.unique(labels):
+        chosen = labels == t
+        axes.scatter(*points[chosen].T, s=4, color=colours(t), label=CLASS_NAMES[t])
+        centre = points[chosen].mean(axis=0)
+        axes.text(*centre, CLASS_NAMES[t], fontsize=9, weight="bold")
+    axes.set_title(title)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    axes.legend(markerscale=3, fontsize=7, ncol=2, loc="best")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def evaluate_crops(
+    net: ChromosomeNet,
+    crops: CropSet,
+    preprocessing: Preprocessing,
+    device: torch.device,
+    batch_size: int = 256,
+) -> tuple[dict, Predictions]:
+    predictions = predict(net, crops.images, preprocessing, device, batch_size)
+    metrics = crop_metrics(crops.labels, predictions.probabilities)
+    metrics["n_cells"] = len(crops.cell_names)
+    metrics["crops_per_second"] = (
+        len(crops) / predictions.seconds if predictions.seconds > 0 else float("nan")
+    )
+    metrics["device"] = str(device)
+    return metrics, predictions

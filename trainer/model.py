@@ -1,0 +1,68 @@
+"""The network: any timm encoder, a projection to the embedding E, a classification head.
+
+    crop -> encoder f_e (timm, 1 input channel) -> projection -> E (dimension D) -> head -> P
+
+E, l2-normalised, is what the contrastive loss compares; P are the 24 type scores. The
+learnable temperature of the similarity matrices lives here as a log scale, clamped.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import timm
+import torch
+from torch import nn
+
+from karyo_gui.core.labels import N_TYPES
+
+
+class ModelOutput(NamedTuple):
+    embedding: torch.Tensor  # (n, D), not normalised
+    logits: torch.Tensor  # (n, 24)
+
+
+class ChromosomeNet(nn.Module):
+    def __init__(
+        self,
+        arch: str,
+        embedding_dim: int = 1024,
+        num_classes: int = N_TYPES,
+        temperature: float = 0.07,
+        max_logit_scale: float = 100.0,
+        **model_kwargs,
+    ) -> None:
+        super().__init__()
+        self.arch = arch
+        self.encoder = timm.create_model(
+            arch, pretrained=False, in_chans=1, num_classes=0, **model_kwargs
+        )
+        self.projection = nn.Linear(self.encoder.num_features, embedding_dim)
+        self.head = nn.Linear(embedding_dim, num_classes)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+        self.max_log_scale = math.log(max_logit_scale)
+
+    @property
+    def similarity_scale(self) -> torch.Tensor:
+        """t in S = t * E_norm E_norm^T (clamped so the softmax cannot collapse)."""
+        return self.logit_scale.clamp(0.0, self.max_log_scale).exp()
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        embedding = self.projection(self.encoder(x))
+        return ModelOutput(embedding, self.head(embedding))
+
+
+class LogitsOnly(nn.Module):
+    """The network as a plain classifier (what Grad-CAM and exporters expect)."""
+
+    def __init__(self, net: ChromosomeNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).logits
+
+
+def known_architecture(arch: str) -> bool:
+    return timm.is_model(arch)
