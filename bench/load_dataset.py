@@ -1,6 +1,6 @@
 """Time loading a split of a labelled dataset and summarise its karyotypes.
 
-    .venv/bin/python bench/load_dataset.py [--root ../shared/data/gband612] [--split test]
+.venv/bin/python bench/load_dataset.py [--root ../shared/data/gband612] [--split test]
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ def main() -> int:
         return 1
     seconds = time.perf_counter() - start
     karyotypes = Counter(karyotype_string(cell.given_counts()) for cell in dataset.cells)
-    print(f"split {args.split}: {len(dataset.cells)} cells, {dataset.n_chromosomes} crops "
-          f"in {seconds:.2f} s ({dataset.n_chromosomes / seconds:.0f} crops/s), "
-          f"{len(dataset.problems)} problems")
+    print(
+        f"split {args.split}: {len(dataset.cells)} cells, {dataset.n_chromosomes} crops "
+        f"in {seconds:.2f} s ({dataset.n_chromosomes / seconds:.0f} crops/s), "
+        f"{len(dataset.problems)} problems"
+    )
     for karyotype, count in karyotypes.most_common():
         print(f"  {count:4d}  {karyotype}")
     return 0

@@ -128,3 +128,18 @@ def test_a_failed_save_keeps_the_good_model(tmp_path, monkeypatch):
         save_checkpoint(path, tiny(), header(name="new"))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left
+
+
+def test_a_half_size_export_loads_as_the_same_model(tmp_path):
+    from trainer.cli import main
+
+    net = tiny().eval()
+    full = save_checkpoint(tmp_path / "full.safetensors", net, header(name="full"))
+    half = tmp_path / "half.safetensors"
+    assert main(["export", "--half", "--checkpoint", str(full), "--out", str(half)]) == 0
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_checkpoint(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(4, 1, PREP.height, PREP.width)
+    with torch.no_grad():
+        assert torch.allclose(net(x).logits, loaded(x).logits, atol=1e-2)

@@ -92,10 +92,10 @@ def test_a_run_from_a_yaml_config_writes_models_config_and_events(dataset, tmp_p
 
 def test_training_learns_the_generated_chromosomes(dataset, tmp_path):
     run = tmp_path / "learn"
-    args = train_args(dataset, run, "--epochs", "6", "--steps-per-epoch", "8", "--lr", "0.003")
+    args = train_args(dataset, run, "--epochs", "10", "--steps-per-epoch", "10", "--lr", "0.003")
     assert trainer([*args, "--generated-cells", "8"]) == 0
     accuracy = max(e["val_crop_accuracy"] for e in events_of(run) if e["event"] == "epoch")
-    assert accuracy > 0.25  # chance is 1/24
+    assert accuracy > 0.3  # chance is 1/24
 
 
 def test_evaluate_writes_metrics_and_plots(dataset, tmp_path, capsys):
@@ -226,3 +226,11 @@ def test_the_training_label_trusts_reviewers_and_signed_off_assignments_only():
     cell.set_status(CellStatus.SIGNED_OFF, by="reviewer")
     assert training_label(first, cell) is ChromosomeType.CHR5
     assert training_label(third, cell) is None
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "paper.yaml"])
+def test_the_bundled_configs_are_valid(name):
+    from trainer.config import resolve
+
+    config = resolve(str(ROOT / "trainer" / "configs" / name), {})
+    assert config.data and config.train_cells and config.val_cells

@@ -100,10 +100,24 @@ def weights_id(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:12]
 
 
-def save_checkpoint(path: str | os.PathLike, net: ChromosomeNet, header: ModelHeader) -> Path:
-    """Write the model atomically: a crash leaves the previous file intact."""
+def save_checkpoint(
+    path: str | os.PathLike,
+    net: ChromosomeNet,
+    header: ModelHeader,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write the model atomically: a crash leaves the previous file intact.
+
+    ``dtype=torch.float16`` stores floating-point weights at half size (the shipped model);
+    loading converts them back to the model's float32 parameters.
+    """
     path = Path(path)
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in net.state_dict().items()}
+    state = {}
+    for name, tensor in net.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        state[name] = tensor.contiguous()
     header.model_id = weights_id(state)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -21,6 +21,7 @@ def build_parser(prog: str = "python -m trainer") -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_parser(commands)
     add_evaluate_parser(commands)
+    add_export_parser(commands)
     return parser
 
 
@@ -44,6 +45,15 @@ def add_evaluate_parser(commands) -> argparse.ArgumentParser:
     return evaluate
 
 
+def add_export_parser(commands) -> argparse.ArgumentParser:
+    export = commands.add_parser("export", help="copy a model file, e.g. at half size")
+    export.add_argument("--checkpoint", required=True, help="model file to export")
+    export.add_argument("--out", required=True, help="new model file (.safetensors)")
+    export.add_argument("--half", action="store_true", help="store weights as float16")
+    export.add_argument("--name", help="new model name for the header")
+    return export
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m trainer") -> int:
     args = build_parser(prog).parse_args(argv)
     return run(args, prog)
@@ -59,6 +69,8 @@ def run(args: argparse.Namespace, prog: str) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "export":
+            return _export(args)
         return _evaluate(args)
     except (CheckpointError, ConfigError, DataError, DeviceError) as error:
         print(f"{prog}: {error}", file=sys.stderr)
@@ -84,6 +96,20 @@ def _train(args: argparse.Namespace) -> int:
         return 130
     if args.events != "jsonl":
         print(f"best model: {best}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from trainer.checkpoint import load_checkpoint, save_checkpoint
+
+    net, header = load_checkpoint(args.checkpoint)
+    if args.name:
+        header.name = args.name
+    out = save_checkpoint(args.out, net, header, torch.float16 if args.half else None)
+    size = out.stat().st_size / 2**20
+    print(f"wrote {out} ({size:.1f} MiB, model id {header.model_id})")
     return 0
 
 

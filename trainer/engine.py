@@ -214,6 +214,8 @@ def train(config: TrainConfig, jsonl: bool = False) -> Path:
         generator.manual_seed(config.seed + rank + 7919 * start_epoch)
         history = list(state.get("history", []))
 
+    if lead and start_epoch == 0:
+        (run / "events.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
     events = EventLog(run if lead else None, jsonl, total_steps, enabled=lead)
     if lead:
         run.mkdir(parents=True, exist_ok=True)
@@ -260,25 +262,14 @@ def train(config: TrainConfig, jsonl: bool = False) -> Path:
                     raise TrainingInterrupted
                 first, second, labels = sampler.draw()
                 batch = torch.from_numpy(training.images[np.concatenate([first, second])])
-                x = augment(batch, preprocessing, augmentation, generator).to(device)
-                y = torch.from_numpy(labels).to(device)
-                with autocast(device):
-                    output = model(x)
-                half = len(labels)
-                terms = objective(
-                    (output.embedding[:half], output.embedding[half:]),
-                    (output.logits[:half], output.logits[half:]),
-                    y,
-                    net.similarity_scale,
+                x = augment(batch, preprocessing, augmentation, generator)
+                terms = training_step(
+                    model, objective, optimiser, x, labels, device, config.grad_clip
                 )
-                optimiser.zero_grad(set_to_none=True)
-                terms["total"].backward()
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
-                optimiser.step()
                 schedule.step()
+                half = len(labels)
                 seen += 2 * half
-                values = {k: float(v.detach()) for k, v in terms.items()}
+                values = {k: float(v) for k, v in terms.items()}
                 for key, value in values.items():
                     sums[key] = sums.get(key, 0.0) + value
                 step = epoch * steps_per_epoch + step_in_epoch + 1
@@ -367,6 +358,35 @@ def train(config: TrainConfig, jsonl: bool = False) -> Path:
         )
         events.close()
     return run / "best.safetensors"
+
+
+def training_step(
+    model: torch.nn.Module,
+    objective: SCLObjective,
+    optimiser: torch.optim.Optimizer,
+    x: torch.Tensor,
+    labels: np.ndarray,
+    device: torch.device,
+    grad_clip: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step on the two batches stacked in ``x`` (B1 then B2)."""
+    net = model.module if isinstance(model, DistributedDataParallel) else model
+    x, y = x.to(device, non_blocking=True), torch.from_numpy(labels).to(device)
+    with autocast(device):
+        output = model(x)  # one pass over both batches: BatchNorm sees all 2N crops
+    half = len(labels)
+    terms = objective(
+        (output.embedding[:half], output.embedding[half:]),
+        (output.logits[:half], output.logits[half:]),
+        y,
+        net.similarity_scale,
+    )
+    optimiser.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    optimiser.step()
+    return {name: value.detach() for name, value in terms.items()}
 
 
 def threading_is_main() -> bool:
