@@ -51,6 +51,10 @@ def add_export_parser(commands) -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="new model file (.safetensors)")
     export.add_argument("--half", action="store_true", help="store weights as float16")
     export.add_argument("--name", help="new model name for the header")
+    export.add_argument(
+        "--metrics", nargs="*", default=[], metavar="SPLIT=EVAL.json",
+        help="store measured metrics in the header, e.g. test=runs/default/eval-test.json",
+    )  # fmt: skip
     return export
 
 
@@ -107,6 +111,16 @@ def _export(args: argparse.Namespace) -> int:
     net, header = load_checkpoint(args.checkpoint)
     if args.name:
         header.name = args.name
+    for item in args.metrics:
+        split, _, path = item.partition("=")
+        if not path:
+            raise ConfigError(f"--metrics {item!r}: write SPLIT=EVAL.json")
+        try:
+            measured = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path}: cannot read metrics ({error})") from None
+        keep = ("n_cells", "n_crops", "crop_accuracy", "macro_recall", "macro_auc", "cells")
+        header.metrics[split] = {key: measured.get(key) for key in keep}
     out = save_checkpoint(args.out, net, header, torch.float16 if args.half else None)
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MiB, model id {header.model_id})")
@@ -117,7 +131,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from trainer.checkpoint import load_checkpoint
     from trainer.data import DataError, load_dataset_crops
     from trainer.devices import pick_device
-    from trainer.evaluation import evaluate_crops, plot_confusion, plot_tsne
+    from trainer.evaluation import evaluate_crops, per_type_table, plot_confusion, plot_tsne
 
     device = pick_device(args.device)
     net, header = load_checkpoint(args.checkpoint, device)
@@ -145,6 +159,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(_finite(metrics), indent=1), encoding="utf-8")
+    print(per_type_table(metrics))
     print(
         f"{metrics['n_crops']} crops of {metrics['n_cells']} cells: "
         f"crop accuracy {metrics['crop_accuracy']:.4f}, "

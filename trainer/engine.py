@@ -20,6 +20,7 @@ import math
 import os
 import random
 import signal
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -160,204 +161,260 @@ def _augmentation(config: TrainConfig) -> Augmentation:
 
 def train(config: TrainConfig, jsonl: bool = False) -> Path:
     """Run the training the config describes; returns the path of the best model."""
-    rank, world = _distributed()
-    device = pick_device(config.device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    generator = _seed_everything(config.seed + rank)
-    run = Path(config.output)
-    lead = rank == 0
+    return TrainingRun(config, jsonl).run()
 
-    parent, parent_net = None, None
-    preprocessing = Preprocessing(height=config.input_height, width=config.input_width)
-    if config.init_checkpoint:
-        parent_net, parent_header = load_checkpoint(config.init_checkpoint)
-        preprocessing = parent_header.input_preprocessing
+
+class TrainingRun:
+    """One run, read top to bottom: set-up, the epoch loop, validation and checkpoints."""
+
+    def __init__(self, config: TrainConfig, jsonl: bool = False) -> None:
+        self.config = config
+        self.jsonl = jsonl
+        self.rank, self.world = _distributed()
+        self.lead = self.rank == 0
+        self.folder = Path(config.output)
+        self.device = pick_device(config.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.generator = _seed_everything(config.seed + self.rank)
+        self.net, self.preprocessing, self.parent = self._model()
+        self.training, self.validation = load_training_data(config, self.preprocessing)
+        # without the contrastive term the temperature is unused (DDP refuses unused parameters)
+        self.net.logit_scale.requires_grad_(config.lambda_con > 0)
+        self.net.to(self.device).train()
+        self.model = DistributedDataParallel(self.net) if self.world > 1 else self.net
+        self.sampler = PairwiseClassBalancedSampler(
+            self.training.labels, config.crops_per_class, config.seed + self.rank
+        )
+        self.steps_per_epoch = config.steps_per_epoch or max(
+            1, len(self.training) // (2 * self.sampler.batch_size)
+        )
+        self.total_steps = self.steps_per_epoch * config.epochs
+        optimiser_class = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[config.optimizer]
+        self.optimiser = optimiser_class(
+            [p for p in self.net.parameters() if p.requires_grad],
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+        )
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimiser, LearningRate(config, self.total_steps, self.steps_per_epoch)
+        )
+        self.objective = SCLObjective(config.lambda_con, config.lambda_cls, config.focal_gamma)
+        self.augmentation = _augmentation(config)
+        self.start_epoch, self.best_accuracy, self.history = 0, -1.0, []
+        self.stop_signal: int | None = None
+
+    def _model(self) -> tuple[ChromosomeNet, Preprocessing, dict | None]:
+        config = self.config
+        if not config.init_checkpoint:
+            preprocessing = Preprocessing(height=config.input_height, width=config.input_width)
+            return _new_model(config), preprocessing, None
+        # fine-tuning keeps the parent's backbone and input
+        net, header = load_checkpoint(config.init_checkpoint)
+        config.arch, config.model_kwargs = header.arch, header.model_kwargs
+        config.embedding_dim = header.embedding_dim
+        preprocessing = header.input_preprocessing
+        config.input_height, config.input_width = preprocessing.height, preprocessing.width
         parent = {
-            "name": parent_header.name,
-            "model_id": parent_header.model_id,
+            "name": header.name,
+            "model_id": header.model_id,
             "path": Path(config.init_checkpoint).name,
         }
-        if parent_header.arch != config.arch:
-            config.arch, config.model_kwargs = parent_header.arch, parent_header.model_kwargs
-            config.embedding_dim = parent_header.embedding_dim
-    net = parent_net or _new_model(config)
-    training, validation = load_training_data(config, preprocessing)
+        return net, preprocessing, parent
 
-    net.to(device).train()
-    model = DistributedDataParallel(net) if world > 1 else net
-    sampler = PairwiseClassBalancedSampler(
-        training.labels, config.crops_per_class, config.seed + rank
-    )
-    steps_per_epoch = config.steps_per_epoch or max(1, len(training) // (2 * sampler.batch_size))
-    total_steps = steps_per_epoch * config.epochs
-    parameters = [p for p in net.parameters() if p.requires_grad]
-    optimiser_class = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[config.optimizer]
-    optimiser = optimiser_class(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, LearningRate(config, total_steps, steps_per_epoch)
-    )
-    objective = SCLObjective(config.lambda_con, config.lambda_cls, config.focal_gamma)
-    augmentation = _augmentation(config)
+    def run(self) -> Path:
+        if self.config.resume:
+            self._resume()
+        self.events = self._start_events()
+        previous = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.started, self.seen = time.monotonic(), 0
+        try:
+            for epoch in range(self.start_epoch, self.config.epochs):
+                record = self._train_epoch(epoch)
+                self._end_epoch(epoch, record)
+        except (KeyboardInterrupt, TrainingInterrupted):
+            if self.lead:
+                message = f"stopped; continue with --resume --output {self.folder}"
+                self.events.emit("interrupted", message=message)
+            raise TrainingInterrupted from None
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
+            self.events.close()
+        return self._finish()
 
-    start_epoch, best_accuracy, history = 0, -1.0, []
-    if config.resume and (run / "state.pt").is_file():
-        state = torch.load(run / "state.pt", map_location="cpu", weights_only=True)
-        net.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
-        start_epoch, best_accuracy = int(state["epoch"]), float(state["best_accuracy"])
-        sampler.rng = np.random.default_rng(config.seed + rank + 7919 * start_epoch)
-        generator.manual_seed(config.seed + rank + 7919 * start_epoch)
-        history = list(state.get("history", []))
+    def _on_sigterm(self, number: int, frame: object) -> None:
+        self.stop_signal = number  # stop between two steps, never inside a write
 
-    if lead and start_epoch == 0:
-        (run / "events.jsonl").unlink(missing_ok=True)  # a fresh run starts a fresh log
-    events = EventLog(run if lead else None, jsonl, total_steps, enabled=lead)
-    if lead:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-        events.emit(
-            "start",
-            arch=config.arch,
-            device=str(device),
-            world_size=world,
-            train=describe(training),
-            val=describe(validation) if len(validation) else "none",
-            steps_per_epoch=steps_per_epoch,
-            epochs=config.epochs,
-            resumed_at_epoch=start_epoch,
-            problems=len(training.problems),
+    def _resume(self) -> None:
+        path = self.folder / "state.pt"
+        if not path.is_file():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.net.load_state_dict(state["model"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.start_epoch = int(state["epoch"])
+        self.best_accuracy = float(state["best_accuracy"])
+        self.history = list(state.get("history", []))
+        seed = self.config.seed + self.rank + 7919 * self.start_epoch
+        self.sampler.rng = np.random.default_rng(seed)
+        self.generator.manual_seed(seed)
+
+    def _start_events(self) -> EventLog:
+        if self.lead and self.start_epoch == 0:
+            (self.folder / "events.jsonl").unlink(missing_ok=True)  # a fresh log for a fresh run
+        events = EventLog(
+            self.folder if self.lead else None, self.jsonl, self.total_steps, self.lead
         )
-        events.bar.n = start_epoch * steps_per_epoch
+        if self.lead:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / "config.yaml").write_text(self.config.to_yaml(), encoding="utf-8")
+            events.emit(
+                "start",
+                arch=self.config.arch,
+                device=str(self.device),
+                world_size=self.world,
+                train=describe(self.training),
+                val=describe(self.validation) if len(self.validation) else "none",
+                steps_per_epoch=self.steps_per_epoch,
+                epochs=self.config.epochs,
+                resumed_at_epoch=self.start_epoch,
+                problems=len(self.training.problems),
+            )
+            events.bar.n = self.start_epoch * self.steps_per_epoch
+        return events
 
-    def header(metrics: dict) -> ModelHeader:
+    def _train_epoch(self, epoch: int) -> dict:
+        config = self.config
+        self.objective.set_gamma(0.0 if epoch < config.ce_warmup_epochs else config.focal_gamma)
+        sums: dict[str, float] = {}
+        epoch_started = time.monotonic()
+        for step_in_epoch in range(self.steps_per_epoch):
+            if self.stop_signal is not None:
+                raise TrainingInterrupted
+            first, second, labels = self.sampler.draw()
+            batch = torch.from_numpy(self.training.images[np.concatenate([first, second])])
+            x = augment(batch, self.preprocessing, self.augmentation, self.generator)
+            terms = training_step(
+                self.model, self.objective, self.optimiser, x, labels, self.device, config.grad_clip
+            )
+            self.schedule.step()
+            self.seen += len(x)
+            values = {k: float(v) for k, v in terms.items()}
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value
+            step = epoch * self.steps_per_epoch + step_in_epoch + 1
+            last = step_in_epoch == self.steps_per_epoch - 1
+            if self.lead and (step % config.log_every == 0 or last):
+                self._report_step(epoch, step, values)
+        record = {"epoch": epoch + 1, "seconds": time.monotonic() - epoch_started}
+        record.update({f"loss_{k}": v / self.steps_per_epoch for k, v in sums.items()})
+        return record
+
+    def _report_step(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        elapsed = time.monotonic() - self.started
+        done_here = step - self.start_epoch * self.steps_per_epoch
+        self.events.emit(
+            "step",
+            epoch=epoch + 1,
+            step=step,
+            total_steps=self.total_steps,
+            lr=self.schedule.get_last_lr()[0],
+            images_per_second=self.seen * self.world / elapsed,
+            eta_seconds=elapsed / done_here * (self.total_steps - step),
+            temperature=1.0 / float(self.net.similarity_scale.detach()),
+            **{f"loss_{k}": v for k, v in values.items()},
+        )
+        self.events.advance(step, loss=values["total"])
+
+    def _end_epoch(self, epoch: int, record: dict) -> None:
+        if self.world > 1:
+            # DDP averages gradients but each rank keeps its own BatchNorm statistics;
+            # rank 0's are the ones saved, so every rank takes them
+            for buffer in self.net.buffers():
+                dist.broadcast(buffer, 0)
+        if self.lead:
+            self._validate_and_save(epoch, record)
+            self.events.emit("epoch", **record)
+        if self.world > 1:
+            dist.barrier()
+
+    def _validate_and_save(self, epoch: int, record: dict) -> None:
+        if len(self.validation):
+            metrics, _ = evaluate_crops(
+                self.net, self.validation, self.preprocessing, self.device,
+                self.config.eval_batch_size,
+            )  # fmt: skip
+            for key in ("crop_accuracy", "macro_recall", "macro_auc"):
+                record[f"val_{key}"] = metrics[key]
+            accuracy = metrics["crop_accuracy"]
+        else:
+            accuracy = float(epoch)  # no validation data: the latest model is the best
+        self.history.append(dict(record))
+        save_checkpoint(
+            self.folder / "last.safetensors", self.net, self._header({"history": self.history})
+        )
+        if accuracy > self.best_accuracy:
+            self.best_accuracy = accuracy
+            val = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
+            metrics = {"val": val, "epoch": epoch + 1, "history": self.history}
+            save_checkpoint(self.folder / "best.safetensors", self.net, self._header(metrics))
+        record["best_val_crop_accuracy"] = self.best_accuracy if len(self.validation) else None
+        self._save_state(epoch + 1)
+
+    def _header(self, metrics: dict) -> ModelHeader:
+        config = self.config
         return ModelHeader(
             arch=config.arch,
             embedding_dim=config.embedding_dim,
-            preprocessing=preprocessing.to_dict(),
+            preprocessing=self.preprocessing.to_dict(),
             model_kwargs=config.model_kwargs,
-            name=config.name or run.name,
-            training_data={"train": training.summary(), "val": validation.summary()},
+            name=config.name or self.folder.name,
+            training_data={"train": self.training.summary(), "val": self.validation.summary()},
             metrics=metrics,
             config=asdict(config),
-            parent=parent,
+            parent=self.parent,
         )
 
-    stop = {"signal": None}
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading_is_main():
-        signal.signal(signal.SIGTERM, lambda number, frame: stop.update(signal=number))
-    started, seen = time.monotonic(), 0
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            objective.set_gamma(0.0 if epoch < config.ce_warmup_epochs else config.focal_gamma)
-            sums: dict[str, float] = {}
-            epoch_started = time.monotonic()
-            for step_in_epoch in range(steps_per_epoch):
-                if stop["signal"] is not None:
-                    raise TrainingInterrupted
-                first, second, labels = sampler.draw()
-                batch = torch.from_numpy(training.images[np.concatenate([first, second])])
-                x = augment(batch, preprocessing, augmentation, generator)
-                terms = training_step(
-                    model, objective, optimiser, x, labels, device, config.grad_clip
-                )
-                schedule.step()
-                half = len(labels)
-                seen += 2 * half
-                values = {k: float(v) for k, v in terms.items()}
-                for key, value in values.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                step = epoch * steps_per_epoch + step_in_epoch + 1
-                if lead and (step % config.log_every == 0 or step_in_epoch == steps_per_epoch - 1):
-                    elapsed = time.monotonic() - started
-                    done_here = step - start_epoch * steps_per_epoch
-                    events.emit(
-                        "step",
-                        epoch=epoch + 1,
-                        step=step,
-                        total_steps=total_steps,
-                        lr=schedule.get_last_lr()[0],
-                        images_per_second=seen * world / elapsed,
-                        eta_seconds=elapsed / done_here * (total_steps - step),
-                        temperature=1.0 / float(net.similarity_scale.detach()),
-                        **{f"loss_{k}": v for k, v in values.items()},
-                    )
-                    events.advance(step, loss=values["total"])
+    def _save_state(self, epochs_done: int) -> None:
+        """What --resume needs, written atomically (a kill mid-write keeps the previous one)."""
+        path = self.folder / "state.pt"
+        temporary = path.with_name(f".{path.name}.tmp")
+        state = {
+            "model": self.net.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "epoch": epochs_done,
+            "best_accuracy": self.best_accuracy,
+            "history": self.history,
+        }
+        torch.save(state, temporary)
+        os.replace(temporary, path)
 
-            if world > 1:
-                # DDP averages gradients but each rank keeps its own BatchNorm statistics;
-                # rank 0's are the ones saved, so every rank takes them
-                for buffer in net.buffers():
-                    dist.broadcast(buffer, 0)
-            record = {"epoch": epoch + 1, "seconds": time.monotonic() - epoch_started}
-            record.update({f"loss_{k}": v / steps_per_epoch for k, v in sums.items()})
-            if lead:
-                if len(validation):
-                    metrics, _ = evaluate_crops(
-                        net, validation, preprocessing, device, config.eval_batch_size
-                    )
-                    record.update(
-                        {
-                            f"val_{k}": metrics[k]
-                            for k in ("crop_accuracy", "macro_recall", "macro_auc")
-                        }
-                    )
-                    accuracy = metrics["crop_accuracy"]
-                else:
-                    accuracy = float(epoch)  # no validation data: the latest model is the best
-                history.append(record)
-                save_checkpoint(run / "last.safetensors", net, header({"history": history}))
-                if accuracy > best_accuracy:
-                    best_accuracy = accuracy
-                    save_checkpoint(
-                        run / "best.safetensors",
-                        net,
-                        header(
-                            {
-                                "val": {
-                                    k[4:]: v for k, v in record.items() if k.startswith("val_")
-                                },
-                                "epoch": epoch + 1,
-                                "history": history,
-                            }
-                        ),
-                    )
-                record["best_val_crop_accuracy"] = best_accuracy if len(validation) else None
-                _save_state(
-                    run / "state.pt", net, optimiser, schedule, epoch + 1, best_accuracy, history
-                )
-                events.emit("epoch", **record)
-            if world > 1:
-                dist.barrier()
-    except (KeyboardInterrupt, TrainingInterrupted):
-        if lead:
-            events.emit("interrupted", message=f"stopped; continue with --resume --output {run}")
-        raise TrainingInterrupted from None
-    finally:
-        if threading_is_main():
-            signal.signal(signal.SIGTERM, previous)
-        events.close()
-
-    if config.save_every_rank:
-        save_checkpoint(run / f"rank{rank}.safetensors", net, header({}))
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    if lead:
-        events = EventLog(run, jsonl, 0)
-        events.emit(
-            "done",
-            best=str(run / "best.safetensors"),
-            best_val_crop_accuracy=best_accuracy,
-            seconds=time.monotonic() - started,
-        )
-        events.close()
-    return run / "best.safetensors"
+    def _finish(self) -> Path:
+        if self.config.save_every_rank:
+            save_checkpoint(
+                self.folder / f"rank{self.rank}.safetensors", self.net, self._header({})
+            )
+        if self.world > 1:
+            dist.barrier()
+            dist.destroy_process_group()
+        if self.lead:
+            events = EventLog(self.folder, self.jsonl, 0)
+            events.emit(
+                "done",
+                best=str(self.folder / "best.safetensors"),
+                best_val_crop_accuracy=self.best_accuracy,
+                seconds=time.monotonic() - self.started,
+            )
+            events.close()
+        return self.folder / "best.safetensors"
 
 
 def training_step(
@@ -387,28 +444,3 @@ def training_step(
         torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
     optimiser.step()
     return {name: value.detach() for name, value in terms.items()}
-
-
-def threading_is_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-def _save_state(
-    path: Path, net, optimiser, schedule, epoch: int, best: float, history: list
-) -> None:
-    """Resume state, written atomically (a kill mid-write keeps the previous one)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(
-        {
-            "model": net.state_dict(),
-            "optimiser": optimiser.state_dict(),
-            "schedule": schedule.state_dict(),
-            "epoch": epoch,
-            "best_accuracy": best,
-            "history": history,
-        },
-        temporary,
-    )
-    os.replace(temporary, path)

@@ -100,6 +100,21 @@ def crop_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     return metrics
 
 
+def per_type_table(metrics: dict) -> str:
+    """The per-type part of a report as aligned text."""
+    lines = [f"{'type':>4} {'crops':>6} {'recall':>7} {'precision':>9}  most confused with"]
+    for row in metrics["per_type"]:
+        if not row["support"] and row["precision"] is None:
+            continue
+        recall = "-" if row["recall"] is None else f"{row['recall']:.3f}"
+        precision = "-" if row["precision"] is None else f"{row['precision']:.3f}"
+        lines.append(
+            f"{row['type']:>4} {row['support']:>6} {recall:>7} {precision:>9}  "
+            f"{row['most_confused_with'] or ''}"
+        )
+    return "\n".join(lines)
+
+
 def plot_confusion(matrix: np.ndarray, path: Path, title: str) -> Path:
     import matplotlib
 
