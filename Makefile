@@ -19,15 +19,17 @@ test: $(STAMP)
 
 env: $(STAMP)
 
-# the shipped model: train (select on val), measure on test, copy into resources/
-MODEL_RUN ?= runs/default
+# the shipped model: train in two stages (select on val), measure on test, export at half size
+DATA ?= ../shared/data/gband612
 model: $(STAMP)
-	$(BIN)/python -m trainer train --config trainer/configs/default.yaml --output $(MODEL_RUN)
-	$(BIN)/python -m trainer evaluate --data ../shared/data/gband612 \
-	  --cells ../shared/data/gband612/splits/test.txt --checkpoint $(MODEL_RUN)/best.safetensors \
-	  --json $(MODEL_RUN)/eval-test.json --plots $(MODEL_RUN)/plots
-	$(BIN)/python -m trainer export --half --checkpoint $(MODEL_RUN)/best.safetensors \
-	  --out resources/karyo-default.safetensors
+	$(BIN)/python -m trainer train --config trainer/configs/default.yaml
+	$(BIN)/python -m trainer train --config trainer/configs/default-stage2.yaml
+	for split in val test; do $(BIN)/python -m trainer evaluate --data $(DATA) \
+	  --cells $(DATA)/splits/$$split.txt --checkpoint runs/default-stage2/best.safetensors \
+	  --json runs/default-stage2/eval-$$split.json --plots runs/default-stage2/plots-$$split || exit 1; done
+	$(BIN)/python -m trainer export --half --checkpoint runs/default-stage2/best.safetensors \
+	  --out resources/karyo-default.safetensors \
+	  --metrics val=runs/default-stage2/eval-val.json test=runs/default-stage2/eval-test.json
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \

@@ -1,9 +1,9 @@
-"""SCL against no SCL: the same backbone, data, recipe and budget, lambda_con 1 vs 0.
+"""SCL against no SCL: the same backbone, data, recipe and budget; lambda_con as configured vs 0.
 
 Trains both (unless their run folders already hold a finished run), evaluates the best
 checkpoint of each (selected on val) on val and test, and prints a table.
 
-    .venv/bin/python bench/scl_ablation.py [--config trainer/configs/default.yaml]
+    .venv/bin/python bench/scl_ablation.py [--config trainer/configs/scl.yaml]
         [--data ../shared/data/gband612] [--runs runs] [-- extra trainer options]
 """
 
@@ -25,7 +25,7 @@ def finished(run: Path) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="trainer/configs/default.yaml")
+    parser.add_argument("--config", default="trainer/configs/scl.yaml")
     parser.add_argument("--data", default="../shared/data/gband612")
     parser.add_argument("--runs", default="runs/ablation")
     parser.add_argument("extra", nargs="*", help="more trainer options, after --")

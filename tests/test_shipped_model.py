@@ -46,4 +46,6 @@ def test_the_shipped_model_on_real_test_cells(shipped):
     names = (GBAND612 / "splits" / "test.txt").read_text().split()[:10]
     crops = load_dataset_crops(GBAND612, names, header.input_preprocessing)
     predictions = predict(net, crops.images, header.input_preprocessing, torch.device("cpu"))
-    assert np.mean(predictions.probabilities.argmax(1) == crops.labels) > 0.9
+    accuracy = np.mean(predictions.probabilities.argmax(1) == crops.labels)
+    # ten cells are a small sample: allow for that, but not for broken loading or input
+    assert accuracy > header.metrics["test"]["crop_accuracy"] - 0.08

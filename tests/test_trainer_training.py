@@ -228,7 +228,7 @@ def test_the_training_label_trusts_reviewers_and_signed_off_assignments_only():
     assert training_label(third, cell) is None
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "default-stage2.yaml", "scl.yaml", "paper.yaml"])
 def test_the_bundled_configs_are_valid(name):
     from trainer.config import resolve
 

@@ -159,10 +159,11 @@ def plot_tsne(
         embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(1e-12)
     )
     figure, axes = plt.subplots(figsize=(9, 8), dpi=110)
-    colours = plt.get_cmap("tab20", N_TYPES)
+    # 24 distinguishable colours: tab20 plus four of Dark2
+    palette = list(plt.get_cmap("tab20").colors) + list(plt.get_cmap("Dark2").colors[:4])
     for t in np.unique(labels):
         chosen = labels == t
-        axes.scatter(*points[chosen].T, s=4, color=colours(t), label=CLASS_NAMES[t])
+        axes.scatter(*points[chosen].T, s=4, color=palette[t], label=CLASS_NAMES[t])
         centre = points[chosen].mean(axis=0)
         axes.text(*centre, CLASS_NAMES[t], fontsize=9, weight="bold")
     axes.set_title(title)
