@@ -1,8 +1,9 @@
-"""``python -m trainer train|evaluate``: train a model, or measure one on labelled cells.
+"""``python -m trainer train|evaluate|export``: train a model, measure one, or copy one.
 
 python -m trainer train --config trainer/configs/default.yaml [--lr 3e-4 ...] [--events jsonl]
 python -m trainer evaluate --data ROOT [--cells LIST] --checkpoint CKPT --json OUT.json
                            [--plots DIR] [--device D]
+python -m trainer export --checkpoint CKPT --out NEW.safetensors [--half] [--metrics test=OUT.json]
 """
 
 from __future__ import annotations
