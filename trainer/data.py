@@ -9,7 +9,6 @@ indexes, augments on the batch and runs the model: loading never starves the mod
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,20 +95,15 @@ def crops_of_cells(
     """The labelled crops of some cells; unlabelled and missing crops are left out."""
     images, labels, cell_of, names = [], [], [], []
     for cell in cells:
-        kept = [
-            (chromosome.image, label)
-            for chromosome in cell.chromosomes
-            if chromosome.image is not None
-            and (label := training_label(chromosome, cell)) is not None
-        ]
+        pictured = [chromosome for chromosome in cell.chromosomes if chromosome.image is not None]
+        found = [training_label(chromosome, cell) for chromosome in pictured]
+        kept = [k for k, label in enumerate(found) if label is not None]
         if not kept:
             continue
         # the common scale comes from ALL crops of the cell, as at inference time
-        all_images = [c.image for c in cell.chromosomes if c.image is not None]
-        canvases = prepare_cell(all_images, preprocessing)
-        position = {id(image): k for k, image in enumerate(all_images)}
-        images.append(canvases[[position[id(image)] for image, _ in kept]])
-        labels.extend(int(label) for _, label in kept)
+        canvases = prepare_cell([chromosome.image for chromosome in pictured], preprocessing)
+        images.append(canvases[kept])
+        labels.extend(int(found[k]) for k in kept)
         cell_of.extend([len(names)] * len(kept))
         names.append(cell.name)
     if not images:
@@ -173,7 +167,7 @@ def generated_crops(n_cells: int, seed: int, preprocessing: Preprocessing) -> Cr
 
 
 def describe(crops: CropSet) -> str:
-    counts = Counter(crops.labels.tolist())
+    counts = crops.class_counts()
     missing = [ChromosomeType(t).display_name for t in range(N_TYPES) if counts[t] == 0]
     text = f"{len(crops)} crops of {len(crops.cell_names)} cells"
     return text + (f" (no crops of type {', '.join(missing)})" if missing else "")
