@@ -4,6 +4,9 @@ karyo                         open the app (example cell)
 karyo gui [CELL_DIR|CASE]     open the app on a cell folder, folder of cells or case file
 karyo example OUT_DIR [--karyotype 47,XY,+21] [--seed 1] [--unlabelled]
                               write a generated cell as a folder of PNG crops
+karyo classify CELL_DIR [--checkpoint CKPT] [--device D] --json OUT.json
+               [--png KARYOGRAM.png] [--cam-dir DIR]
+                              classify a cell: types, karyotype (ISCN), flags as JSON
 karyo train --config CFG.yaml [options]
                               train a model (same as python -m trainer train)
 karyo evaluate --data ROOT [--cells LIST] --checkpoint CKPT --json OUT.json
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     example.add_argument("--karyotype", default="46,XY")
     example.add_argument("--seed", type=int, default=0)
     example.add_argument("--unlabelled", action="store_true", help="a flat folder of crops")
+    classify = commands.add_parser("classify", help="classify a cell and write its karyotype")
+    classify.add_argument("path", help="cell folder, folder of cells or case file")
+    classify.add_argument("--checkpoint", help="model file (default: the shipped model)")
+    classify.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    classify.add_argument("--json", required=True, help="where to write the result")
+    classify.add_argument("--png", help="also save the karyogram as this PNG")
+    classify.add_argument("--cam-dir", help="also save each crop's Grad-CAM map here")
+    classify.add_argument(
+        "--margin", type=float, default=0.2,
+        help="flag crops whose type leads the next by less than this probability",
+    )  # fmt: skip
     from trainer.cli import add_evaluate_parser, add_train_parser
 
     add_train_parser(commands)
@@ -38,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.cli import run
 
         return run(args, "karyo")
+    if args.command == "classify":
+        return _classify(args)
     if args.command == "example":
         return _write_example(args.out_dir, args.karyotype, args.seed, not args.unlabelled)
     path = getattr(args, "path", None)
@@ -59,6 +76,99 @@ def _write_example(out_dir: str, karyotype: str, seed: int, labelled: bool) -> i
         return 1
     print(f"wrote {len(cell)} crops of a {karyotype} cell to {folder}")
     return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    """``karyo classify``: user mistakes become one-line messages and a non-zero status."""
+    from karyo_gui.core.case_file import write_atomically
+    from karyo_gui.core.loaders import display_path
+    from karyo_gui.core.opening import OpenError, open_case
+
+    if not 0 <= args.margin <= 1:
+        print(f"karyo classify: --margin {args.margin} must lie between 0 and 1", file=sys.stderr)
+        return 2
+    try:
+        case = open_case(args.path)
+    except OpenError as error:
+        print(f"karyo classify: {error}", file=sys.stderr)
+        return 2
+    from trainer.checkpoint import CheckpointError
+    from trainer.devices import DeviceError
+
+    try:
+        from karyo_gui.inference.classifier import Classifier
+        from karyo_gui.inference.report import cell_report
+
+        classifier = Classifier(args.checkpoint, args.device, margin=args.margin)
+        results = [classifier.classify(cell) for cell in case.cells]
+        document = {
+            "source": display_path(args.path),
+            "model": {
+                "name": classifier.header.name,
+                "arch": classifier.header.arch,
+                "model_id": classifier.model_id,
+            },
+            "device": str(classifier.device),
+            "cells": [cell_report(result) for result in results],
+            "problems": case.problems,
+        }
+        import json
+
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(out, json.dumps(document, indent=1, ensure_ascii=False))
+        for result in results:
+            print(
+                f"{result.cell.name}: {result.karyotype} ({len(result.cell)} chromosomes, "
+                f"{len(result.moved)} moved by the assignment, "
+                f"{len(result.low_confidence)} low-confidence)"
+            )
+        print(f"wrote {out}")
+        if args.png:
+            _write_karyograms(results, Path(args.png))
+        if args.cam_dir:
+            _write_attention_maps(classifier, results, Path(args.cam_dir))
+    except (CheckpointError, DeviceError) as error:
+        print(f"karyo classify: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"karyo classify: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _numbered(path: Path, name: str, several: bool) -> Path:
+    """One output file per cell: the given name, or NAME-<cell> when there are several."""
+    from karyo_gui.inference.report import safe_file_name
+
+    return path.with_name(f"{path.stem}-{safe_file_name(name)}{path.suffix}") if several else path
+
+
+def _write_karyograms(results, png: Path) -> None:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a picture needs no screen
+    from PySide6.QtWidgets import QApplication
+
+    from karyo_gui.qt.karyogram_view import render_karyogram
+
+    _app = QApplication.instance() or QApplication([])
+    for result in results:
+        written = render_karyogram(result.cell, _numbered(png, result.cell.name, len(results) > 1))
+        print(f"wrote {written}")
+
+
+def _write_attention_maps(classifier, results, folder: Path) -> None:
+    from karyo_gui.inference.report import attention_overlay, safe_file_name, write_png
+
+    for result in results:
+        cell = result.cell
+        cell_folder = folder / safe_file_name(cell.name) if len(results) > 1 else folder
+        pictured = [c for c in cell.chromosomes if c.image is not None]
+        for chromosome in pictured:
+            attention = classifier.attention(cell, chromosome.id)
+            name = f"{safe_file_name(chromosome.id)}-{chromosome.label.display_name}.png"
+            write_png(cell_folder / name, attention_overlay(chromosome.image, attention.crop_map))
+        print(f"wrote {len(pictured)} attention maps to {cell_folder}")
 
 
 def _open_gui(path: str | None, example: str | None) -> int:

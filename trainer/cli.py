@@ -120,7 +120,10 @@ def _export(args: argparse.Namespace) -> int:
             measured = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise ConfigError(f"{path}: cannot read metrics ({error})") from None
-        keep = ("n_cells", "n_crops", "crop_accuracy", "macro_recall", "macro_auc", "cells")
+        keep = (
+            "n_cells", "n_crops", "crop_accuracy", "assigned_accuracy", "iscn_exact",
+            "macro_recall", "macro_auc", "cells",
+        )  # fmt: skip
         header.metrics[split] = {key: measured.get(key) for key in keep}
     out = save_checkpoint(args.out, net, header, torch.float16 if args.half else None)
     size = out.stat().st_size / 2**20
@@ -164,6 +167,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(
         f"{metrics['n_crops']} crops of {metrics['n_cells']} cells: "
         f"crop accuracy {metrics['crop_accuracy']:.4f}, "
+        f"assigned accuracy {metrics['assigned_accuracy']:.4f}, "
+        f"ISCN exact {metrics['iscn_exact']:.3f}, "
         f"macro recall {metrics['macro_recall']:.4f}, "
         f"macro AUC {metrics['macro_auc']:.4f}, {metrics['crops_per_second']:.0f} crops/s on "
         f"{metrics['device']} -> {out}"

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix, recall_score, roc_auc_score
 
-from karyo_gui.core.labels import N_TYPES
+from karyo_gui.core.assignment import KaryotypePrior, assign_types
+from karyo_gui.core.iscn import karyotype_string
+from karyo_gui.core.labels import N_TYPES, ChromosomeType
 from trainer.batches import normalise
 from trainer.checkpoint import CLASS_NAMES
 from trainer.data import CropSet
@@ -56,6 +58,8 @@ def predict(
 
 def crop_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     """Top-1 accuracy, macro recall, macro one-vs-rest AUC and a per-type table."""
+    from sklearn.metrics import confusion_matrix, recall_score, roc_auc_score  # a slow import
+
     predicted = probabilities.argmax(axis=1)
     present = np.unique(labels)
     metrics: dict = {
@@ -98,6 +102,49 @@ def crop_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     metrics["per_type"] = per_type
     metrics["confusion_matrix"] = matrix.tolist()
     return metrics
+
+
+def cell_metrics(
+    labels: np.ndarray,
+    cell_of: np.ndarray,
+    cell_names: list[str],
+    probabilities: np.ndarray,
+    prior: KaryotypePrior | None = None,
+) -> dict:
+    """Accuracy after the karyotype-aware assignment of each cell, and whole-karyotype hits.
+
+    ``assigned_accuracy``: crops whose assigned type is their label; ``iscn_exact``: cells
+    whose ISCN string from the assigned types equals the one from the labels (the argmax
+    alone gives ``argmax_iscn_exact``). ``cells`` lists every cell the two disagree on.
+    """
+    assigned = np.empty_like(labels)
+    exact = argmax_exact = 0
+    wrong = []
+    for index, name in enumerate(cell_names):
+        rows = np.flatnonzero(cell_of == index)
+        assignment = assign_types(probabilities[rows], prior)
+        assigned[rows] = assignment.types
+        truth = karyotype_string(Counter(ChromosomeType(int(t)) for t in labels[rows]))
+        argmax = karyotype_string(Counter(ChromosomeType(int(t)) for t in assignment.predicted))
+        exact += assignment.karyotype == truth
+        argmax_exact += argmax == truth
+        if assignment.karyotype != truth or (assignment.types != labels[rows]).any():
+            wrong.append(
+                {
+                    "cell": name,
+                    "karyotype": truth,
+                    "assigned": assignment.karyotype,
+                    "argmax": argmax,
+                    "wrong_crops": int((assignment.types != labels[rows]).sum()),
+                }
+            )
+    n_cells = len(cell_names)
+    return {
+        "assigned_accuracy": float((assigned == labels).mean()) if len(labels) else float("nan"),
+        "iscn_exact": exact / n_cells if n_cells else float("nan"),
+        "argmax_iscn_exact": argmax_exact / n_cells if n_cells else float("nan"),
+        "cells_not_exact": wrong,
+    }
 
 
 def per_type_table(metrics: dict) -> str:
@@ -185,6 +232,9 @@ def evaluate_crops(
 ) -> tuple[dict, Predictions]:
     predictions = predict(net, crops.images, preprocessing, device, batch_size)
     metrics = crop_metrics(crops.labels, predictions.probabilities)
+    metrics.update(
+        cell_metrics(crops.labels, crops.cell_of, crops.cell_names, predictions.probabilities)
+    )
     metrics["n_cells"] = len(crops.cell_names)
     metrics["crops_per_second"] = (
         len(crops) / predictions.seconds if predictions.seconds > 0 else float("nan")

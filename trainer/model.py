@@ -38,7 +38,10 @@ class ChromosomeNet(nn.Module):
         self.encoder = timm.create_model(
             arch, pretrained=False, in_chans=1, num_classes=0, **model_kwargs
         )
-        self.projection = nn.Linear(self.encoder.num_features, embedding_dim)
+        # what forward_features + pooling yields: some encoders (MobileNetV3) end in a head
+        # layer that widens num_features to head_hidden_size
+        width = getattr(self.encoder, "head_hidden_size", None) or self.encoder.num_features
+        self.projection = nn.Linear(width, embedding_dim)
         self.head = nn.Linear(embedding_dim, num_classes)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
         self.max_log_scale = math.log(max_logit_scale)

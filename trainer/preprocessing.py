@@ -42,10 +42,14 @@ def is_dark_background(image: np.ndarray) -> bool:
     return float(np.median(border)) < 128
 
 
+def is_lying(height: int, width: int) -> bool:
+    """Whether a crop of this shape shows a chromosome lying on its side."""
+    return width > 1.3 * height
+
+
 def upright(image: np.ndarray) -> np.ndarray:
     """The crop with its long axis vertical: lying chromosomes are turned by 90 degrees."""
-    height, width = image.shape
-    return np.ascontiguousarray(np.rot90(image)) if width > 1.3 * height else image
+    return np.ascontiguousarray(np.rot90(image)) if is_lying(*image.shape[:2]) else image
 
 
 def cell_scale(images: Sequence[np.ndarray], preprocessing: Preprocessing) -> float:
@@ -56,25 +60,76 @@ def cell_scale(images: Sequence[np.ndarray], preprocessing: Preprocessing) -> fl
     return preprocessing.median_length * preprocessing.height / float(np.median(lengths))
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a crop landed on its canvas, so that a map over the canvas maps back to the crop.
+
+    The crop (``crop_height`` x ``crop_width`` as stored) was turned by 90 degrees when
+    ``turned``, scaled to ``height`` x ``width`` and pasted at (``top``, ``left``).
+    """
+
+    crop_height: int
+    crop_width: int
+    turned: bool
+    top: int
+    left: int
+    height: int
+    width: int
+    scale: float
+
+    def to_crop(self, canvas_map: np.ndarray) -> np.ndarray:
+        """A float map over the canvas as a map over the crop's own pixels (as stored)."""
+        if self.crop_height == 0 or self.crop_width == 0:
+            return np.zeros((self.crop_height, self.crop_width), np.float32)
+        region = np.asarray(canvas_map, np.float32)[
+            self.top : self.top + self.height, self.left : self.left + self.width
+        ]
+        turned_size = (self.crop_width, self.crop_height) if self.turned else None
+        rows, cols = turned_size or (self.crop_height, self.crop_width)
+        region = cv2.resize(region, (cols, rows), interpolation=cv2.INTER_LINEAR)
+        # np.rot90 turned the crop counter-clockwise; turn the map back clockwise
+        return np.ascontiguousarray(np.rot90(region, -1)) if self.turned else region
+
+
+def placement(image: np.ndarray | None, scale: float, preprocessing: Preprocessing) -> Placement:
+    """Where :func:`place_crop` puts a crop of this shape at this cell scale."""
+    if image is None or image.size == 0:
+        return Placement(0, 0, False, 0, 0, 0, 0, 0.0)
+    crop_height, crop_width = image.shape[:2]
+    turned = is_lying(crop_height, crop_width)
+    height, width = (crop_width, crop_height) if turned else (crop_height, crop_width)
+    # a crop longer than the canvas (debris, an overlap) is shrunk to fit rather than cut
+    scale = min(scale, preprocessing.height / height, preprocessing.width / width)
+    new_height = min(preprocessing.height, max(1, round(height * scale)))
+    new_width = min(preprocessing.width, max(1, round(width * scale)))
+    return Placement(
+        crop_height,
+        crop_width,
+        turned,
+        (preprocessing.height - new_height) // 2,
+        (preprocessing.width - new_width) // 2,
+        new_height,
+        new_width,
+        scale,
+    )
+
+
 def place_crop(image: np.ndarray, scale: float, preprocessing: Preprocessing) -> np.ndarray:
     """One crop as a uint8 canvas: chromosome bright on black, scaled and centred."""
     canvas = np.zeros((preprocessing.height, preprocessing.width), np.uint8)
     if image is None or image.size == 0:
         return canvas
+    where = placement(image, scale, preprocessing)
     if not is_dark_background(image):
         image = 255 - image
     image = upright(image)
-    height, width = image.shape
-    # a crop longer than the canvas (debris, an overlap) is shrunk to fit rather than cut
-    scale = min(scale, preprocessing.height / height, preprocessing.width / width)
-    new_height = max(1, round(height * scale))
-    new_width = max(1, round(width * scale))
-    if (new_height, new_width) != (height, width):
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        image = cv2.resize(image, (new_width, new_height), interpolation=interpolation)
-    top = (preprocessing.height - new_height) // 2
-    left = (preprocessing.width - new_width) // 2
-    canvas[top : top + new_height, left : left + new_width] = image
+    if (where.height, where.width) != image.shape:
+        image = cv2.resize(
+            image,
+            (where.width, where.height),
+            interpolation=cv2.INTER_AREA if where.scale < 1 else cv2.INTER_LINEAR,
+        )
+    canvas[where.top : where.top + where.height, where.left : where.left + where.width] = image
     return canvas
 
 

@@ -170,6 +170,12 @@ class Cell:
         )
 
     @property
+    def sex(self) -> str:
+        """Sex chromosomes of the labels shown, written out: ``XX``, ``XY``, ``X``, ``XXY``..."""
+        counts = self.label_counts()
+        return "X" * counts[ChromosomeType.X] + "Y" * counts[ChromosomeType.Y]
+
+    @property
     def karyotype(self) -> str:
         """ISCN string of the labels currently shown."""
         return karyotype_string(self.label_counts())
@@ -185,9 +191,7 @@ class Cell:
         at = now_utc()
         chromosome.manual = ManualLabel(label, by, at)
         self.audit.append(
-            Correction(
-                chromosome_id, "label", before.display_name, label.display_name, by, at
-            )
+            Correction(chromosome_id, "label", before.display_name, label.display_name, by, at)
         )
 
     def set_orientation(

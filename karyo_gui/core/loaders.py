@@ -212,8 +212,13 @@ def load_dataset(
                 problems.append(error)
             if progress is not None:
                 progress(done, len(wanted))
+    if not wanted and not problems:
+        raise CellLoadError(
+            f"{display_path(folder)}: no chromosome images and no cell folders in it"
+        )
     if not loaded:
-        raise CellLoadError(f"{display_path(folder)}: no cells could be loaded")
+        reason = f" ({problems[0]})" if len(problems) == 1 else ""
+        raise CellLoadError(f"{display_path(folder)}: no cells could be loaded{reason}")
     return Dataset(root=Path(root), cells=loaded, problems=problems)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QGraphicsItem,
@@ -69,8 +72,10 @@ class KaryogramScene(QGraphicsScene):
             label = slot.label_rect
             line = self.addLine(label.x, label.y + 2, label.right, label.y + 2, QPen(SLOT_LINE, 1))
             line.setZValue(-1)
-            name = "unclassified" if chromosome_type is ChromosomeType.UNCLASSIFIED else (
-                chromosome_type.display_name
+            name = (
+                "unclassified"
+                if chromosome_type is ChromosomeType.UNCLASSIFIED
+                else (chromosome_type.display_name)
             )
             text = self.addSimpleText(name, label_font)
             text.setBrush(INK)
@@ -107,3 +112,39 @@ class KaryogramView(QGraphicsView):
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self.fit()
+
+
+def render_karyogram(cell: Cell, path: str | os.PathLike, pixels_per_unit: float = 2.0) -> Path:
+    """Save the karyogram of a cell as the app draws it, as a PNG with the ISCN beneath.
+
+    Needs a QApplication (offscreen is enough); raises OSError naming the file when it
+    cannot be written.
+    """
+    path = Path(path)
+    scene = KaryogramScene()
+    scene.show_cell(cell)
+    source = scene.sceneRect()
+    caption = 28.0  # scene units under the karyogram for the cell name and its ISCN
+    size = QSize(
+        max(1, round(source.width() * pixels_per_unit)),
+        max(1, round((source.height() + caption) * pixels_per_unit)),
+    )
+    image = QImage(size, QImage.Format.Format_RGB32)
+    image.fill(PAPER)
+    painter = QPainter(image)
+    painter.setRenderHints(
+        QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform
+    )
+    drawn = QRectF(0, 0, size.width(), source.height() * pixels_per_unit)
+    scene.render(painter, drawn, source)
+    font = QFont()
+    font.setPixelSize(round(14 * pixels_per_unit))
+    painter.setFont(font)
+    painter.setPen(INK)
+    text_box = QRectF(0, drawn.bottom(), size.width(), caption * pixels_per_unit)
+    painter.drawText(text_box, Qt.AlignmentFlag.AlignCenter, f"{cell.name}    {cell.karyotype}")
+    painter.end()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not image.save(str(path), "PNG"):
+        raise OSError(f"{path}: cannot write the karyogram PNG")
+    return path

@@ -1,0 +1,237 @@
+"""Karyotype-aware assignment: the types of a whole cell decided together.
+
+A cell is not n independent guesses. A normal cell holds two homologs of every autosome
+and XX or XY, so when the classifier calls three crops "4" and one "5", one of the "4"s
+is probably the missing 5. The assignment picks the labelling of the whole cell that is
+most probable under the classifier's per-crop probabilities AND a prior over karyotypes:
+
+    cost(labelling) = sum over crops of -log p(crop is its type)
+                      + sum over deviations from the normal karyotype of -log rate(deviation)
+
+Deviations are losses (a chromosome missing from the spread, a monosomy, 45,X) and gains
+(a trisomy such as +21, 47,XXY), each at a rate per cell a lab sees (``KaryotypePrior``).
+Aneuploid cells are therefore found by comparing hypotheses on one scale, never by
+forcing 46. The prior factorises over types, so for each sex baseline (XX, XY) the best
+labelling is ONE min-cost assignment (scipy's ``linear_sum_assignment``) of crops to
+slots: the expected copies of a type are slots with a bonus of the loss penalty (leaving
+one empty costs that penalty), extra copies are slots priced by the gain penalty. The
+cheaper baseline wins. Everything is a negative log probability, so costs of different
+cells and hypotheses compare directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from karyo_gui.core.case import Cell, Flag
+from karyo_gui.core.iscn import karyotype_string
+from karyo_gui.core.labels import N_TYPES, ChromosomeType
+
+_X, _Y = ChromosomeType.X.value, ChromosomeType.Y.value
+_FLOOR = 1e-6  # no crop's probability counts as lower: one mistake costs at most 13.8
+
+
+def _default_gains() -> dict[str, float]:
+    # live-born and referral frequencies: trisomy 21 is the most common aneuploidy a lab
+    # sees, then 47,XXY / 47,XXX / 47,XYY, +18 and +13; other trisomies are rarely viable
+    return {"21": 0.01, "18": 0.004, "13": 0.002, "X": 0.004, "Y": 0.002}
+
+
+def _default_losses() -> dict[str, float]:
+    return {"X": 0.004}  # 45,X (Turner syndrome) beside the random loss of any chromosome
+
+
+@dataclass(frozen=True)
+class KaryotypePrior:
+    """How often a cell deviates from 46,XX / 46,XY, per deviation (a probability per cell).
+
+    ``loss``: one copy of a given type missing (lost while spreading, or a monosomy);
+    ``gain``: one extra copy of a given type; ``gains`` and ``losses`` override both for
+    named types (``"21"``, ``"X"``). ``female``: the prior share of XX cells.
+    """
+
+    loss: float = 0.003
+    gain: float = 0.0005
+    gains: Mapping[str, float] = field(default_factory=_default_gains)
+    losses: Mapping[str, float] = field(default_factory=_default_losses)
+    female: float = 0.5
+
+    def __post_init__(self) -> None:
+        rates = [self.loss, self.gain, *self.gains.values(), *self.losses.values()]
+        if not all(0 < rate < 1 for rate in rates) or not 0 < self.female < 1:
+            raise ValueError("karyotype prior rates must lie strictly between 0 and 1")
+        for name in [*self.gains, *self.losses]:
+            ChromosomeType.from_name(name)  # raises ValueError naming a bad type
+
+    def _penalties(self, rates: Mapping[str, float], default: float) -> np.ndarray:
+        penalty = np.full(N_TYPES, -math.log(default))
+        for name, rate in rates.items():
+            penalty[ChromosomeType.from_name(name).value] = -math.log(rate)
+        return penalty
+
+    @property
+    def loss_penalties(self) -> np.ndarray:
+        return self._penalties(self.losses, self.loss)
+
+    @property
+    def gain_penalties(self) -> np.ndarray:
+        return self._penalties(self.gains, self.gain)
+
+
+_BASELINES = {"XX": 2, "XY": 1}  # copies of X; the XY baseline also expects one Y
+
+
+@dataclass(frozen=True)
+class CellAssignment:
+    """The types of a cell's crops after the assignment, and the karyotype they make."""
+
+    types: np.ndarray  # (n,) class index per crop
+    predicted: np.ndarray  # (n,) the classifier's own argmax
+    margins: np.ndarray  # (n,) p(assigned type) - the highest other probability
+    karyotype: str  # ISCN of the assigned types
+    cost: float  # -log probability of the labelling, up to a constant shared by all
+    alternative: str  # the best karyotype of the other sex baseline...
+    alternative_cost: float  # ...and its cost: the gap says how sure the call is
+
+    @property
+    def count(self) -> int:
+        return len(self.types)
+
+    @property
+    def sex(self) -> str:
+        """The sex chromosome complement: ``XX``, ``XY``, ``X``, ``XXY``...; '' if none."""
+        counts = Counter(self.types.tolist())
+        return "X" * counts[_X] + "Y" * counts[_Y]
+
+    @property
+    def changed(self) -> np.ndarray:
+        """Indices of the crops whose type the assignment changed from the argmax."""
+        return np.flatnonzero(self.types != self.predicted)
+
+    def low_confidence(self, margin: float) -> np.ndarray:
+        """Indices of the crops whose assigned type leads the next type by less than margin."""
+        return np.flatnonzero(self.margins < margin)
+
+
+def _check(probabilities: np.ndarray) -> np.ndarray:
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[1] != N_TYPES:
+        raise ValueError(
+            f"probabilities must have shape (crops, {N_TYPES}), not {probabilities.shape}"
+        )
+    if not np.isfinite(probabilities).all() or (probabilities < 0).any():
+        raise ValueError("probabilities must be finite and not negative")
+    return probabilities
+
+
+def _solve(
+    costs: np.ndarray, expected: np.ndarray, loss: np.ndarray, gain: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """The best types for one baseline (expected copies per type) and the labelling's cost."""
+    n = len(costs)
+    extra = 2 + max(0, math.ceil((n - int(expected.sum())) / N_TYPES))
+    slot_type, slot_offset = [], []
+    for t in range(N_TYPES):
+        for copy in range(int(expected[t]) + extra):
+            surplus = copy + 1 - expected[t]
+            slot_type.append(t)
+            slot_offset.append(-loss[t] if surplus <= 0 else gain[t] * surplus)
+    slot_type = np.asarray(slot_type)
+    matrix = costs[:, slot_type] + np.asarray(slot_offset)[None, :]
+    rows, columns = linear_sum_assignment(matrix)
+    types = np.empty(n, dtype=np.int64)
+    types[rows] = slot_type[columns]
+    # turning the bonuses of the expected slots into penalties for the empty ones
+    cost = float(matrix[rows, columns].sum() + (expected * loss).sum())
+    return types, cost
+
+
+def assign_types(
+    probabilities: np.ndarray,
+    prior: KaryotypePrior | None = None,
+    fixed: Mapping[int, int] | None = None,
+) -> CellAssignment:
+    """The most probable types of all crops of one cell, with its karyotype.
+
+    ``probabilities``: (crops, 24) classifier probabilities over 1-22, X, Y.
+    ``fixed``: crop index -> type index of crops whose type is known (a reviewer's label);
+    the other crops are assigned around them.
+    """
+    prior = prior or KaryotypePrior()
+    probabilities = _check(probabilities)
+    predicted = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
+    costs = -np.log(np.clip(probabilities, _FLOOR, None))
+    for index, chromosome_type in (fixed or {}).items():
+        if not (0 <= index < len(costs) and 0 <= chromosome_type < N_TYPES):
+            raise ValueError(f"cannot fix crop {index} to type index {chromosome_type}")
+        costs[index] = -math.log(_FLOOR)
+        costs[index, chromosome_type] = 0.0
+    results = []
+    for sex, copies_of_x in _BASELINES.items():
+        expected = np.full(N_TYPES, 2)
+        expected[_X] = copies_of_x
+        expected[_Y] = 2 - copies_of_x
+        share = prior.female if sex == "XX" else 1 - prior.female
+        loss = prior.loss_penalties
+        if sex == "XY":  # 45,X as a syndrome comes from the XX side; here it is a lost X
+            loss[_X] = -math.log(prior.loss)
+        types, cost = _solve(costs, expected, loss, prior.gain_penalties)
+        results.append((cost - math.log(share), types))
+    results.sort(key=lambda result: result[0])
+    (cost, types), (alternative_cost, alternative_types) = results
+    assigned = np.clip(probabilities[np.arange(len(types)), types], 0, None)
+    others = probabilities.copy()
+    others[np.arange(len(types)), types] = -np.inf
+    margins = assigned - (others.max(axis=1) if len(types) else np.zeros(0))
+    return CellAssignment(
+        types=types,
+        predicted=predicted,
+        margins=margins,
+        karyotype=_karyotype(types),
+        cost=cost,
+        alternative=_karyotype(alternative_types),
+        alternative_cost=alternative_cost,
+    )
+
+
+def _karyotype(types: np.ndarray) -> str:
+    return karyotype_string(Counter(ChromosomeType(int(t)) for t in types))
+
+
+def apply_assignment(
+    cell: Cell,
+    indices: list[int],
+    probabilities: np.ndarray,
+    assignment: CellAssignment,
+    margin: float = 0.2,
+    model_id: str | None = None,
+) -> list[str]:
+    """Write the classification of a cell into its chromosomes; the ids the assignment moved.
+
+    ``indices``: the chromosomes (positions in ``cell.chromosomes``) that were classified,
+    in the order of the rows of ``probabilities``. Their predicted and assigned types,
+    probabilities and flags are replaced; manual labels are kept as they are.
+    """
+    moved = set(assignment.changed.tolist())
+    unsure = set(assignment.low_confidence(margin).tolist())
+    changed_ids = []
+    for row, index in enumerate(indices):
+        chromosome = cell.chromosomes[index]
+        chromosome.probabilities = probabilities[row].astype(np.float32)
+        chromosome.predicted = ChromosomeType(int(assignment.predicted[row]))
+        chromosome.assigned = ChromosomeType(int(assignment.types[row]))
+        chromosome.flags -= {Flag.MOVED_BY_ASSIGNMENT, Flag.LOW_CONFIDENCE}
+        if row in moved and chromosome.manual is None:
+            chromosome.flags.add(Flag.MOVED_BY_ASSIGNMENT)
+            changed_ids.append(chromosome.id)
+        if row in unsure and chromosome.manual is None:
+            chromosome.flags.add(Flag.LOW_CONFIDENCE)
+    if model_id is not None:
+        cell.model_id = model_id
+    return changed_ids

@@ -1,0 +1,152 @@
+"""The classifier service: a trained model applied to whole cells (torch, no Qt).
+
+    classifier = Classifier()                  # the shipped model, on CUDA, MPS or the CPU
+    result = classifier.classify(cell)         # types, karyotype-aware assignment, flags
+    result.karyotype, result.moved             # '47,XY,+21', ids the assignment changed
+    classifier.attention(cell, "c12")          # Grad-CAM map of one chromosome
+
+The model file decides its own input: its preprocessing (size, scale, polarity) is read
+from its header and applied to the crops of the cell together, so relative chromosome
+sizes survive and G- and Q-banded cells both reach the model as it was trained.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from karyo_gui.core.assignment import (
+    CellAssignment,
+    KaryotypePrior,
+    apply_assignment,
+    assign_types,
+)
+from karyo_gui.core.case import Cell
+from karyo_gui.core.labels import ChromosomeType
+from trainer.checkpoint import CheckpointError, load_checkpoint
+from trainer.devices import pick_device
+from trainer.evaluation import predict
+from trainer.preprocessing import cell_scale, place_crop, placement, prepare_cell
+
+if TYPE_CHECKING:
+    from karyo_gui.inference.attention import AttentionMap
+
+MODEL_ENV = "KARYO_MODEL"  # a model file to use instead of the shipped one
+SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "resources" / "karyo-default.safetensors"
+
+
+def default_checkpoint() -> Path:
+    """The model used when none is chosen: $KARYO_MODEL, else the one shipped in resources/."""
+    chosen = os.environ.get(MODEL_ENV)
+    path = Path(chosen) if chosen else SHIPPED_MODEL
+    if not path.is_file():
+        where = f"${MODEL_ENV} points to {path}" if chosen else f"{path.name} is not installed"
+        raise CheckpointError(f"no model to classify with: {where}; choose one with --checkpoint")
+    return path
+
+
+@dataclass
+class CellResult:
+    """What classifying one cell found (the cell's chromosomes hold the per-crop labels)."""
+
+    cell: Cell
+    assignment: CellAssignment | None  # None when the cell has no picture to classify
+    moved: list[str]  # ids of the chromosomes the assignment gave another type
+    low_confidence: list[str]  # ids whose assigned type leads the next by less than the margin
+    seconds: float  # preprocessing, model and assignment, without loading the model
+
+    @property
+    def karyotype(self) -> str:
+        return self.cell.karyotype
+
+    @property
+    def count(self) -> int:
+        return len(self.cell)
+
+
+class Classifier:
+    """A model file loaded for classifying cells."""
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        device: str = "auto",
+        prior: KaryotypePrior | None = None,
+        margin: float = 0.2,
+    ) -> None:
+        self.path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+        self.device = pick_device(device)
+        self.net, self.header = load_checkpoint(self.path, self.device)
+        self.preprocessing = self.header.input_preprocessing
+        self.prior = prior or KaryotypePrior()
+        self.margin = margin
+
+    @property
+    def model_id(self) -> str:
+        return self.header.model_id
+
+    @property
+    def description(self) -> str:
+        return f"{self.header.name or self.path.stem} ({self.header.arch}, {self.model_id})"
+
+    def probabilities(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Type probabilities (n, 24) and embeddings (n, D) of the crops of ONE cell."""
+        canvases = prepare_cell(images, self.preprocessing)
+        predictions = predict(self.net, canvases, self.preprocessing, self.device)
+        return predictions.probabilities, predictions.embeddings
+
+    def classify(self, cell: Cell) -> CellResult:
+        """Classify every pictured chromosome of a cell and assign the cell's types together.
+
+        Reviewers' manual labels are kept and the others are assigned around them; a
+        chromosome a reviewer called unclassified takes no slot.
+        """
+        started = time.perf_counter()
+        pictured = [k for k, c in enumerate(cell.chromosomes) if c.image is not None]
+        if not pictured:
+            return CellResult(cell, None, [], [], time.perf_counter() - started)
+        # the cell's common scale comes from all its crops, as in training
+        probabilities, _ = self.probabilities([cell.chromosomes[k].image for k in pictured])
+        fixed, rows = {}, []
+        for row, index in enumerate(pictured):
+            manual = cell.chromosomes[index].manual
+            if manual is not None and manual.label is ChromosomeType.UNCLASSIFIED:
+                continue
+            if manual is not None:
+                fixed[len(rows)] = manual.label.value
+            rows.append(row)
+        assignment = assign_types(probabilities[rows], self.prior, fixed)
+        indices = [pictured[row] for row in rows]
+        moved = apply_assignment(
+            cell, indices, probabilities[rows], assignment, self.margin, self.model_id
+        )
+        unsure = [cell.chromosomes[indices[k]].id for k in assignment.low_confidence(self.margin)]
+        return CellResult(cell, assignment, moved, unsure, time.perf_counter() - started)
+
+    def attention(
+        self, cell: Cell, chromosome_id: str, target: ChromosomeType | None = None
+    ) -> AttentionMap:
+        """Grad-CAM of one chromosome: where the model looked for ``target`` (default: its
+        predicted type), as a map over the crop's own pixels."""
+        from karyo_gui.inference.attention import attention_map  # pytorch-grad-cam: slow import
+
+        chromosome = cell.chromosome(chromosome_id)
+        if chromosome.image is None:
+            raise ValueError(f"chromosome {chromosome_id} of cell {cell.name} has no picture")
+        pictures = [c.image for c in cell.chromosomes if c.image is not None]
+        scale = cell_scale(pictures, self.preprocessing)
+        canvas = place_crop(chromosome.image, scale, self.preprocessing)
+        where = placement(chromosome.image, scale, self.preprocessing)
+        return attention_map(
+            self.net,
+            canvas,
+            self.preprocessing,
+            where,
+            None if target is None else int(target),
+            self.device,
+        )

@@ -1,0 +1,99 @@
+"""What ``karyo classify`` writes: a classified cell as plain JSON, attention maps as PNGs."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from karyo_gui.core.iscn import karyotype_string
+from karyo_gui.core.labels import ChromosomeType
+from karyo_gui.inference.classifier import CellResult
+
+
+def _type_name(chromosome_type: ChromosomeType | None) -> str | None:
+    return None if chromosome_type is None else chromosome_type.display_name
+
+
+def _file_of(path: str | None, base: str | None) -> str | None:
+    if path is None:
+        return None
+    if base:
+        relative = os.path.relpath(path, base)
+        if not relative.startswith(".."):
+            return relative
+    return os.path.basename(path)
+
+
+def cell_report(result: CellResult, top: int = 3) -> dict:
+    """Per chromosome: file, predicted and assigned type, top-k probabilities, flags;
+    per cell: ISCN string, count, sex, the runner-up karyotype and what could not be read."""
+    cell = result.cell
+    assignment = result.assignment
+    chromosomes = []
+    for chromosome in cell.chromosomes:
+        entry = {
+            "id": chromosome.id,
+            "file": _file_of(chromosome.source_path, cell.source),
+            "predicted": _type_name(chromosome.predicted),
+            "assigned": _type_name(chromosome.assigned),
+            "manual": _type_name(chromosome.manual.label) if chromosome.manual else None,
+            "type": chromosome.label.display_name,
+            "flags": sorted(flag.value for flag in chromosome.flags),
+        }
+        if chromosome.probabilities is not None:
+            best = np.argsort(chromosome.probabilities)[::-1][:top]
+            entry["top"] = [
+                {"type": ChromosomeType(int(t)).display_name,
+                 "probability": round(float(chromosome.probabilities[t]), 4)}
+                for t in best
+            ]  # fmt: skip
+        if chromosome.given is not None:
+            entry["given"] = chromosome.given.display_name
+        chromosomes.append(entry)
+    report = {
+        "cell": cell.name,
+        "karyotype": cell.karyotype,
+        "count": len(cell),
+        "sex": cell.sex,
+        "moved_by_assignment": len(result.moved),
+        "low_confidence": len(result.low_confidence),
+        "seconds": round(result.seconds, 4),
+        "chromosomes": chromosomes,
+        "problems": list(cell.problems),
+    }
+    if assignment is not None:
+        report["runner_up"] = {
+            "karyotype": assignment.alternative,
+            # natural-log odds against the runner-up: 4.6 means 100 times less probable
+            "log_odds": round(assignment.alternative_cost - assignment.cost, 3),
+        }
+    if cell.given_counts():
+        report["given_karyotype"] = karyotype_string(cell.given_counts())
+    return report
+
+
+def attention_overlay(image: np.ndarray, crop_map: np.ndarray, opacity: float = 0.45) -> np.ndarray:
+    """A crop (grey, as stored) with its attention map laid over it in colour (RGB uint8)."""
+    grey = np.repeat(np.asarray(image, np.uint8)[:, :, None], 3, axis=2)
+    heat = cv2.applyColorMap(np.uint8(255 * np.clip(crop_map, 0, 1)), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(heat, opacity, grey, 1 - opacity, 0)
+
+
+def safe_file_name(text: str) -> str:
+    """A chromosome or cell id as a file name on any system."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "crop"
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write an RGB or grey image as PNG; OSError naming the file if that fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, encoded = cv2.imencode(".png", pixels)
+    if not ok:
+        raise OSError(f"cannot encode {path.name} as PNG")
+    path.write_bytes(encoded.tobytes())

@@ -1,0 +1,189 @@
+"""The karyotype-aware assignment: a cell's types decided together, aneuploidy included."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from karyo_gui.core.assignment import KaryotypePrior, apply_assignment, assign_types
+from karyo_gui.core.case import Flag
+from karyo_gui.core.iscn import parse_karyotype
+from karyo_gui.core.labels import N_TYPES, ChromosomeType
+from karyo_gui.core.synthetic import generate_cell
+
+T = ChromosomeType
+
+
+def types_of(karyotype: str) -> list[int]:
+    """One crop per chromosome of a karyotype, as class indices in karyogram order."""
+    counts = parse_karyotype(karyotype)
+    return [t.value for t in T.types() for _ in range(counts.get(t, 0))]
+
+
+def confident(types: list[int], p: float = 0.9, seed: int = 0) -> np.ndarray:
+    """Probabilities of a good classifier: ``p`` on the true type, the rest spread at random."""
+    rng = np.random.default_rng(seed)
+    rest = rng.dirichlet(np.ones(N_TYPES - 1), size=len(types)) * (1 - p)
+    probabilities = np.empty((len(types), N_TYPES))
+    for row, t in enumerate(types):
+        probabilities[row] = np.insert(rest[row], t, p)
+    return probabilities
+
+
+def blend(probabilities: np.ndarray, row: int, weights: dict[int, float]) -> None:
+    """Make one crop ambiguous: its probability shared among a few types."""
+    probabilities[row] = 1e-4
+    for t, weight in weights.items():
+        probabilities[row, t] = weight
+    probabilities[row] /= probabilities[row].sum()
+
+
+@pytest.mark.parametrize("karyotype", ["46,XX", "46,XY", "47,XY,+21", "47,XX,+18",
+                                       "47,XY,+13", "45,X", "47,XXY", "47,XXX", "47,XYY",
+                                       "45,XX,-7"])  # fmt: skip
+def test_a_clearly_classified_cell_keeps_its_karyotype(karyotype):
+    types = types_of(karyotype)
+    assignment = assign_types(confident(types))
+    assert assignment.karyotype == karyotype
+    assert assignment.types.tolist() == types
+    assert assignment.changed.size == 0
+
+
+def test_a_third_copy_of_one_type_goes_to_the_type_missing_its_homolog():
+    types = types_of("46,XY")
+    probabilities = confident(types)
+    five = types.index(T.autosome(5).value)
+    # the classifier calls this 5 a 4 (the usual 4/5 confusion), leaving three 4s and one 5
+    blend(probabilities, five, {T.autosome(4).value: 0.6, T.autosome(5).value: 0.35})
+    assert probabilities.argmax(axis=1)[five] == T.autosome(4).value
+
+    assignment = assign_types(probabilities)
+
+    assert assignment.karyotype == "46,XY"
+    assert assignment.types[five] == T.autosome(5).value
+    assert assignment.changed.tolist() == [five]
+    assert assignment.margins[five] < 0  # assigned against the argmax: the least sure crop
+
+
+def test_a_real_trisomy_is_not_forced_into_46():
+    """Three confident 21s stay three 21s even though 46 would be the more usual count."""
+    types = types_of("47,XX,+21")
+    assignment = assign_types(confident(types, p=0.8))
+    assert assignment.karyotype == "47,XX,+21"
+    assert Counter(assignment.types.tolist())[T.autosome(21).value] == 3
+
+
+def test_weak_evidence_for_a_rare_trisomy_yields_to_a_normal_cell():
+    """A third '7' that could as well be the missing 8 is the 8: +7 is far rarer than a
+    classifier's 7/8 confusion."""
+    types = types_of("46,XX")
+    probabilities = confident(types)
+    eight = types.index(T.autosome(8).value)
+    blend(probabilities, eight, {T.autosome(7).value: 0.55, T.autosome(8).value: 0.45})
+    assert assign_types(probabilities).karyotype == "46,XX"
+
+
+def test_the_prior_decides_between_a_gain_and_a_confusion():
+    types = types_of("46,XY")
+    probabilities = confident(types)
+    twenty_two = types.index(T.autosome(22).value)
+    blend(probabilities, twenty_two, {T.autosome(21).value: 0.9, T.autosome(22).value: 0.1})
+    usual = assign_types(probabilities)
+    assert usual.karyotype == "46,XY"
+    # in a population where trisomy 21 is common and losing a 22 too, +21 -22 wins
+    prior = KaryotypePrior(gains={"21": 0.5}, loss=0.5)
+    assert assign_types(probabilities, prior).karyotype == "46,XY,+21,-22"
+
+
+def test_a_lost_chromosome_is_reported_as_missing_without_moving_others():
+    types = types_of("46,XY")
+    types.remove(T.autosome(3).value)
+    assignment = assign_types(confident(types))
+    assert assignment.karyotype == "45,XY,-3"
+    assert assignment.changed.size == 0
+
+
+def test_a_partial_spread_and_a_near_tetraploid_cell_give_every_crop_a_type():
+    partial = types_of("46,XX")[::2]  # 23 crops
+    assert assign_types(confident(partial)).types.tolist() == partial
+    tetraploid = types_of("46,XY") * 2  # 92 crops: four copies of every autosome
+    assignment = assign_types(confident(tetraploid, p=0.95))
+    assert Counter(assignment.types.tolist()) == Counter(tetraploid)
+    assert assignment.karyotype.startswith("92,XXYY")
+
+
+def test_the_sex_baselines_compete_and_the_runner_up_is_reported():
+    types = types_of("46,XY")
+    assignment = assign_types(confident(types))
+    assert assignment.sex == "XY"
+    assert assignment.alternative != assignment.karyotype
+    assert assignment.alternative_cost > assignment.cost
+
+
+def test_fixed_types_are_kept_and_the_others_assigned_around_them():
+    types = types_of("46,XY")
+    probabilities = confident(types)
+    one = types.index(T.autosome(1).value)
+    # a reviewer says this '1' is really a 2: the cell still makes sense only if one of
+    # the other two 2s is the missing 1, which the assignment then finds
+    assignment = assign_types(probabilities, fixed={one: T.autosome(2).value})
+    assert assignment.types[one] == T.autosome(2).value
+    assert assignment.karyotype == "46,XY"
+    assert assignment.changed.size == 2
+
+
+def test_an_empty_cell_is_assigned_nothing():
+    assignment = assign_types(np.zeros((0, N_TYPES)))
+    assert assignment.count == 0
+    assert assignment.karyotype.startswith("0,")
+
+
+@pytest.mark.parametrize(
+    "probabilities, message",
+    [
+        (np.ones((3, 23)), "shape"),
+        (np.ones(24), "shape"),
+        (np.full((2, 24), np.nan), "finite"),
+        (-np.ones((2, 24)), "negative"),
+    ],
+)
+def test_bad_probabilities_are_refused_with_a_reason(probabilities, message):
+    with pytest.raises(ValueError, match=message):
+        assign_types(probabilities)
+
+
+def test_a_prior_naming_no_chromosome_is_refused():
+    with pytest.raises(ValueError, match="chromosome class name"):
+        KaryotypePrior(gains={"23q": 0.1})
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        KaryotypePrior(loss=0.0)
+
+
+def test_applying_the_assignment_flags_moved_and_unsure_chromosomes_and_keeps_manual_labels():
+    cell = generate_cell("46,XY", seed=1)
+    types = [c.given.value for c in cell.chromosomes]
+    probabilities = confident(types)
+    moved_row = types.index(T.autosome(5).value)
+    blend(probabilities, moved_row, {T.autosome(4).value: 0.6, T.autosome(5).value: 0.4})
+    unsure_row = types.index(T.autosome(9).value)
+    blend(probabilities, unsure_row, {T.autosome(9).value: 0.5, T.autosome(10).value: 0.4})
+    manual_row = types.index(T.autosome(1).value)
+    cell.set_manual_label(cell.chromosomes[manual_row].id, T.autosome(1), by="reviewer")
+    assignment = assign_types(probabilities)
+
+    moved = apply_assignment(
+        cell, list(range(len(cell))), probabilities, assignment, margin=0.2, model_id="m1"
+    )
+
+    assert moved == [cell.chromosomes[moved_row].id]
+    assert Flag.MOVED_BY_ASSIGNMENT in cell.chromosomes[moved_row].flags
+    assert Flag.LOW_CONFIDENCE in cell.chromosomes[unsure_row].flags
+    assert Flag.LOW_CONFIDENCE not in cell.chromosomes[0 if unsure_row else 1].flags
+    assert cell.chromosomes[moved_row].predicted is T.autosome(4)
+    assert cell.chromosomes[moved_row].label is T.autosome(5)
+    assert cell.chromosomes[manual_row].manual.label is T.autosome(1)
+    assert cell.karyotype == "46,XY"
+    assert cell.model_id == "m1"
+    # classifying again replaces the flags instead of piling them up
+    apply_assignment(cell, list(range(len(cell))), confident(types), assign_types(confident(types)))
+    assert not any(c.flags for c in cell.chromosomes)

@@ -1,0 +1,189 @@
+"""The classifier service and ``karyo classify`` with the shipped model on generated cells."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from karyo_gui.cli import main
+from karyo_gui.core.case import CellStatus, Flag
+from karyo_gui.core.labels import ChromosomeType
+from karyo_gui.core.loaders import write_cell
+from karyo_gui.core.synthetic import generate_cell
+from karyo_gui.inference.classifier import SHIPPED_MODEL, Classifier, default_checkpoint
+from trainer.checkpoint import CheckpointError
+
+pytestmark = pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="no shipped model")
+
+# seeds far from the ones the shipped model was trained and tested on
+UNSEEN = 9001
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return Classifier(device="cpu")
+
+
+@pytest.mark.parametrize("karyotype", ["46,XX", "47,XY,+21", "45,X", "47,XXY", "47,XX,+18"])
+def test_a_generated_cell_is_classified_to_its_karyotype(classifier, karyotype):
+    cell = generate_cell(karyotype, seed=UNSEEN)
+    result = classifier.classify(cell)
+    assert result.karyotype == karyotype
+    assert all(c.assigned is c.given for c in cell.chromosomes)
+    assert all(c.probabilities.shape == (24,) for c in cell.chromosomes)
+    assert cell.model_id == classifier.model_id
+    # the crops the assignment changed are exactly those whose argmax was another type
+    moved = {c.id for c in cell.chromosomes if c.predicted is not c.assigned}
+    assert set(result.moved) == moved
+    assert all(Flag.MOVED_BY_ASSIGNMENT in cell.chromosome(i).flags for i in moved)
+
+
+def test_q_banded_and_larger_crops_give_the_same_karyotype(classifier):
+    """Another lab: bright bands on a dark background, photographed 1.7 times larger."""
+    cell = generate_cell("47,XY,+21", seed=UNSEEN + 1)
+    for chromosome in cell.chromosomes:
+        larger = cv2.resize(chromosome.image, None, fx=1.7, fy=1.7)
+        chromosome.image = 255 - larger
+    assert classifier.classify(cell).karyotype == "47,XY,+21"
+
+
+def test_manual_labels_are_kept_and_missing_pictures_are_skipped(classifier):
+    cell = generate_cell("46,XY", seed=UNSEEN + 2)
+    first, debris, missing = cell.chromosomes[:3]
+    cell.set_manual_label(first.id, ChromosomeType.autosome(22), by="reviewer")
+    cell.set_manual_label(debris.id, ChromosomeType.UNCLASSIFIED, by="reviewer")
+    missing.image = None
+
+    result = classifier.classify(cell)
+
+    assert first.label is ChromosomeType.autosome(22)
+    assert debris.label is ChromosomeType.UNCLASSIFIED and debris.assigned is None
+    assert missing.assigned is None and missing.probabilities is None
+    assert result.assignment.count == len(cell) - 2
+    assert first.id not in result.moved
+
+
+def test_a_cell_without_pictures_is_left_as_it_is(classifier):
+    cell = generate_cell("46,XX", seed=UNSEEN + 3)
+    for chromosome in cell.chromosomes:
+        chromosome.image = None
+    result = classifier.classify(cell)
+    assert result.assignment is None
+    assert all(c.assigned is None for c in cell.chromosomes)
+
+
+def test_attention_of_a_chromosome_is_a_map_over_its_crop(classifier):
+    cell = generate_cell("46,XY", seed=UNSEEN + 4)
+    chromosome = cell.chromosomes[5]
+    classifier.classify(cell)
+    attention = classifier.attention(cell, chromosome.id)
+    assert attention.crop_map.shape == chromosome.image.shape
+    assert attention.target == chromosome.predicted.value
+    other = classifier.attention(cell, chromosome.id, ChromosomeType.Y)
+    assert other.target == ChromosomeType.Y.value
+    assert not np.allclose(other.crop_map, attention.crop_map)
+
+
+def test_the_model_to_use_can_be_chosen_and_a_missing_one_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("KARYO_MODEL", str(tmp_path / "gone.safetensors"))
+    with pytest.raises(CheckpointError, match=r"gone\.safetensors"):
+        default_checkpoint()
+    monkeypatch.delenv("KARYO_MODEL")
+    assert default_checkpoint() == SHIPPED_MODEL
+
+
+# ------------------------------------------------------------------ karyo classify
+@pytest.fixture(scope="module")
+def trisomy_folder(tmp_path_factory):
+    cell = generate_cell("47,XX,+21", seed=UNSEEN + 5, name="patient-7")
+    return write_cell(cell, tmp_path_factory.mktemp("cells") / "patient-7", labelled=False)
+
+
+def test_classify_writes_the_cell_as_json_with_a_karyogram(trisomy_folder, tmp_path, capsys):
+    out = tmp_path / "out" / "result.json"
+    png = tmp_path / "karyogram.png"
+
+    assert main(["classify", str(trisomy_folder), "--device", "cpu",
+                 "--json", str(out), "--png", str(png)]) == 0  # fmt: skip
+
+    document = json.loads(out.read_text(encoding="utf-8"))
+    [cell] = document["cells"]
+    assert cell["karyotype"] == "47,XX,+21"
+    assert cell["count"] == 47 and cell["sex"] == "XX"
+    assert document["model"]["model_id"] and document["device"] == "cpu"
+    files = sorted(path.name for path in trisomy_folder.iterdir())
+    assert sorted(c["file"] for c in cell["chromosomes"]) == files
+    for chromosome in cell["chromosomes"]:
+        assert len(chromosome["top"]) == 3
+        assert chromosome["top"][0]["type"] == chromosome["predicted"]
+        assert chromosome["assigned"] == chromosome["type"]
+    assert sum(c["type"] == "21" for c in cell["chromosomes"]) == 3
+    picture = cv2.imread(str(png))
+    assert picture is not None and picture.shape[1] > 1000
+    assert "47,XX,+21" in capsys.readouterr().out
+
+
+def test_classify_writes_one_attention_map_per_chromosome(trisomy_folder, tmp_path):
+    cams = tmp_path / "cams"
+    assert main(["classify", str(trisomy_folder), "--json", str(tmp_path / "r.json"),
+                 "--cam-dir", str(cams), "--device", "cpu"]) == 0  # fmt: skip
+    written = sorted(cams.iterdir())
+    assert len(written) == 47
+    overlay = cv2.imread(str(written[0]))
+    assert overlay is not None and overlay.ndim == 3
+
+
+def test_classify_a_case_file_of_a_signed_off_cell_keeps_its_labels(tmp_path):
+    from karyo_gui.core.case import Case
+    from karyo_gui.core.case_file import save_case
+
+    cell = generate_cell("46,XY", seed=UNSEEN + 6)
+    cell.set_manual_label(cell.chromosomes[0].id, ChromosomeType.autosome(4), by="reviewer")
+    cell.set_status(CellStatus.SIGNED_OFF, by="reviewer")
+    write_cell(cell, tmp_path / "crops", labelled=False)
+    case_path = tmp_path / "case.karyo.json"
+    save_case(Case("c1", [cell]), case_path)
+    out = tmp_path / "r.json"
+    assert main(["classify", str(case_path), "--json", str(out), "--device", "cpu"]) == 0
+    [reported] = json.loads(out.read_text(encoding="utf-8"))["cells"]
+    assert reported["chromosomes"][0]["manual"] == "4"
+    assert reported["chromosomes"][0]["type"] == "4"
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["MISSING", "--json", "OUT"], "no such file or folder"),
+        (["EMPTY", "--json", "OUT"], "no chromosome images"),
+        (["CELL", "--json", "OUT", "--checkpoint", "BROKEN"], "not a safetensors model file"),
+        (["CELL", "--json", "OUT", "--checkpoint", "MISSING"], "model file not found"),
+        (["CELL", "--json", "OUT", "--device", "tpu"], "unknown device"),
+        (["CELL", "--json", "OUT", "--margin", "3"], "--margin"),
+    ],
+)
+def test_classify_mistakes_are_one_line_messages(
+    arguments, message, trisomy_folder, tmp_path, capsys
+):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "broken.safetensors").write_text("not a model")
+    places = {
+        "MISSING": str(tmp_path / "missing"),
+        "EMPTY": str(tmp_path / "empty"),
+        "CELL": str(trisomy_folder),
+        "BROKEN": str(tmp_path / "broken.safetensors"),
+        "OUT": str(tmp_path / "out.json"),
+    }
+    status = main(["classify", *[places.get(argument, argument) for argument in arguments]])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert message in error
+    assert len(error.strip().splitlines()) == 1 and "Traceback" not in error
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_classify_into_an_unwritable_place_says_so(trisomy_folder, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["classify", str(trisomy_folder), "--json", str(blocker / "out.json")]) == 1
+    assert "file" in capsys.readouterr().err
