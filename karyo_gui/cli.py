@@ -9,7 +9,7 @@ karyo classify CELL_DIR [--checkpoint CKPT] [--device D] --json OUT.json
                               classify a cell: types, karyotype (ISCN), flags as JSON
 karyo train --config CFG.yaml [options]
                               train a model (same as python -m trainer train)
-karyo evaluate --data ROOT [--cells LIST] --checkpoint CKPT --json OUT.json
+karyo evaluate --data ROOT [--cells LIST] [--checkpoint CKPT] --json OUT.json
                               measure a model (same as python -m trainer evaluate)
 """
 

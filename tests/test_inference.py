@@ -11,8 +11,8 @@ from karyo_gui.core.case import CellStatus, Flag
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.loaders import write_cell
 from karyo_gui.core.synthetic import generate_cell
-from karyo_gui.inference.classifier import SHIPPED_MODEL, Classifier, default_checkpoint
-from trainer.checkpoint import CheckpointError
+from karyo_gui.inference.classifier import Classifier
+from trainer.checkpoint import SHIPPED_MODEL, CheckpointError, default_checkpoint
 
 pytestmark = pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="no shipped model")
 
@@ -187,3 +187,23 @@ def test_classify_into_an_unwritable_place_says_so(trisomy_folder, tmp_path, cap
     blocker.write_text("")
     assert main(["classify", str(trisomy_folder), "--json", str(blocker / "out.json")]) == 1
     assert "file" in capsys.readouterr().err
+
+
+def test_karyo_evaluate_scores_whole_cells_with_the_shipped_model(tmp_path, capsys):
+    karyotypes = ["46,XX", "47,XY,+21", "45,X"]
+    for number, karyotype in enumerate(karyotypes):
+        cell = generate_cell(karyotype, seed=UNSEEN + 10 + number, name=f"cell{number}")
+        write_cell(cell, tmp_path / "data" / f"cell{number}", labelled=True)
+    out = tmp_path / "eval.json"
+
+    assert main(["evaluate", "--data", str(tmp_path / "data"), "--json", str(out),
+                 "--device", "cpu"]) == 0  # fmt: skip
+
+    metrics = json.loads(out.read_text(encoding="utf-8"))
+    assert metrics["n_cells"] == 3 and metrics["n_crops"] == 46 + 47 + 45
+    missed = [c for c in metrics["cells_not_exact"] if c["karyotype"] != c["assigned"]]
+    assert metrics["iscn_exact"] == pytest.approx(1 - len(missed) / 3)
+    assert metrics["iscn_exact"] >= 2 / 3  # the model is right on most generated cells
+    assert metrics["assigned_accuracy"] >= metrics["crop_accuracy"]
+    assert metrics["crops_per_second"] > 0 and metrics["device"] == "cpu"
+    assert f"ISCN exact {metrics['iscn_exact']:.3f}" in capsys.readouterr().out

@@ -33,6 +33,19 @@ HEADER_KEY = "karyo"
 SUFFIX = ".safetensors"
 CLASS_NAMES = [ChromosomeType(t).display_name for t in range(N_TYPES)]
 
+MODEL_ENV = "KARYO_MODEL"  # a model file to use instead of the shipped one
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "resources" / "karyo-default.safetensors"
+
+
+def default_checkpoint() -> Path:
+    """The model used when none is chosen: $KARYO_MODEL, else the one shipped in resources/."""
+    chosen = os.environ.get(MODEL_ENV)
+    path = Path(chosen) if chosen else SHIPPED_MODEL
+    if not path.is_file():
+        where = f"${MODEL_ENV} points to {path}" if chosen else f"{path.name} is not installed"
+        raise CheckpointError(f"no model given and {where}; choose one with --checkpoint")
+    return path
+
 
 class CheckpointError(Exception):
     """A model file that cannot be used; the message names the file and the reason."""

@@ -1,7 +1,7 @@
 """``python -m trainer train|evaluate|export``: train a model, measure one, or copy one.
 
 python -m trainer train --config trainer/configs/default.yaml [--lr 3e-4 ...] [--events jsonl]
-python -m trainer evaluate --data ROOT [--cells LIST] --checkpoint CKPT --json OUT.json
+python -m trainer evaluate --data ROOT [--cells LIST] [--checkpoint CKPT] --json OUT.json
                            [--plots DIR] [--device D]
 python -m trainer export --checkpoint CKPT --out NEW.safetensors [--half] [--metrics test=OUT.json]
 """
@@ -38,7 +38,7 @@ def add_evaluate_parser(commands) -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="measure a model on labelled cells")
     evaluate.add_argument("--data", required=True, help="labelled dataset folder")
     evaluate.add_argument("--cells", help="cell list file (e.g. splits/test.txt)")
-    evaluate.add_argument("--checkpoint", required=True, help="model file (.safetensors)")
+    evaluate.add_argument("--checkpoint", help="model file (default: the shipped model)")
     evaluate.add_argument("--json", required=True, help="where to write the metrics")
     evaluate.add_argument("--plots", help="folder for confusion-matrix and t-SNE PNGs")
     evaluate.add_argument("--device", default="auto")
@@ -132,13 +132,13 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from trainer.checkpoint import load_checkpoint
+    from trainer.checkpoint import default_checkpoint, load_checkpoint
     from trainer.data import DataError, load_dataset_crops
     from trainer.devices import pick_device
     from trainer.evaluation import evaluate_crops, per_type_table, plot_confusion, plot_tsne
 
     device = pick_device(args.device)
-    net, header = load_checkpoint(args.checkpoint, device)
+    net, header = load_checkpoint(args.checkpoint or default_checkpoint(), device)
     preprocessing = header.input_preprocessing
     crops = load_dataset_crops(args.data, args.cells, preprocessing)
     if not len(crops):

@@ -28,26 +28,13 @@ from karyo_gui.core.assignment import (
 )
 from karyo_gui.core.case import Cell
 from karyo_gui.core.labels import ChromosomeType
-from trainer.checkpoint import CheckpointError, load_checkpoint
+from trainer.checkpoint import default_checkpoint, load_checkpoint
 from trainer.devices import pick_device
 from trainer.evaluation import predict
 from trainer.preprocessing import cell_scale, place_crop, placement, prepare_cell
 
 if TYPE_CHECKING:
     from karyo_gui.inference.attention import AttentionMap
-
-MODEL_ENV = "KARYO_MODEL"  # a model file to use instead of the shipped one
-SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "resources" / "karyo-default.safetensors"
-
-
-def default_checkpoint() -> Path:
-    """The model used when none is chosen: $KARYO_MODEL, else the one shipped in resources/."""
-    chosen = os.environ.get(MODEL_ENV)
-    path = Path(chosen) if chosen else SHIPPED_MODEL
-    if not path.is_file():
-        where = f"${MODEL_ENV} points to {path}" if chosen else f"{path.name} is not installed"
-        raise CheckpointError(f"no model to classify with: {where}; choose one with --checkpoint")
-    return path
 
 
 @dataclass
