@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from karyo_gui.core.assignment import KaryotypePrior, assign_types
-from karyo_gui.core.iscn import karyotype_string
-from karyo_gui.core.labels import N_TYPES, ChromosomeType
+from karyo_gui.core.assignment import KaryotypePrior, assign_types, karyotype_of
+from karyo_gui.core.labels import N_TYPES
 from trainer.batches import normalise
 from trainer.checkpoint import CLASS_NAMES
 from trainer.data import CropSet
@@ -124,8 +122,8 @@ def cell_metrics(
         rows = np.flatnonzero(cell_of == index)
         assignment = assign_types(probabilities[rows], prior)
         assigned[rows] = assignment.types
-        truth = karyotype_string(Counter(ChromosomeType(int(t)) for t in labels[rows]))
-        argmax = karyotype_string(Counter(ChromosomeType(int(t)) for t in assignment.predicted))
+        truth = karyotype_of(labels[rows])
+        argmax = karyotype_of(assignment.predicted)
         exact += assignment.karyotype == truth
         argmax_exact += argmax == truth
         if assignment.karyotype != truth or (assignment.types != labels[rows]).any():

@@ -30,7 +30,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from karyo_gui.core.case import Cell, Flag
-from karyo_gui.core.iscn import karyotype_string
+from karyo_gui.core.iscn import karyotype_string, sex_chromosomes
 from karyo_gui.core.labels import N_TYPES, ChromosomeType
 
 _X, _Y = ChromosomeType.X.value, ChromosomeType.Y.value
@@ -106,8 +106,7 @@ class CellAssignment:
     @property
     def sex(self) -> str:
         """The sex chromosome complement: ``XX``, ``XY``, ``X``, ``XXY``...; '' if none."""
-        counts = Counter(self.types.tolist())
-        return "X" * counts[_X] + "Y" * counts[_Y]
+        return sex_chromosomes(_counts(self.types))
 
     @property
     def changed(self) -> np.ndarray:
@@ -185,7 +184,7 @@ def assign_types(
         results.append((cost - math.log(share), types))
     results.sort(key=lambda result: result[0])
     (cost, types), (alternative_cost, alternative_types) = results
-    assigned = np.clip(probabilities[np.arange(len(types)), types], 0, None)
+    assigned = probabilities[np.arange(len(types)), types]
     others = probabilities.copy()
     others[np.arange(len(types)), types] = -np.inf
     margins = assigned - (others.max(axis=1) if len(types) else np.zeros(0))
@@ -193,15 +192,20 @@ def assign_types(
         types=types,
         predicted=predicted,
         margins=margins,
-        karyotype=_karyotype(types),
+        karyotype=karyotype_of(types),
         cost=cost,
-        alternative=_karyotype(alternative_types),
+        alternative=karyotype_of(alternative_types),
         alternative_cost=alternative_cost,
     )
 
 
-def _karyotype(types: np.ndarray) -> str:
-    return karyotype_string(Counter(ChromosomeType(int(t)) for t in types))
+def _counts(types: np.ndarray) -> Counter[ChromosomeType]:
+    return Counter(ChromosomeType(int(t)) for t in types)
+
+
+def karyotype_of(types: np.ndarray) -> str:
+    """ISCN string of a cell whose crops have these class indices."""
+    return karyotype_string(_counts(types))
 
 
 def apply_assignment(

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from karyo_gui.core.iscn import karyotype_string
+from karyo_gui.core.iscn import karyotype_string, sex_chromosomes
 from karyo_gui.core.labels import ChromosomeType
 
 
@@ -172,8 +172,7 @@ class Cell:
     @property
     def sex(self) -> str:
         """Sex chromosomes of the labels shown, written out: ``XX``, ``XY``, ``X``, ``XXY``..."""
-        counts = self.label_counts()
-        return "X" * counts[ChromosomeType.X] + "Y" * counts[ChromosomeType.Y]
+        return sex_chromosomes(self.label_counts())
 
     @property
     def karyotype(self) -> str:

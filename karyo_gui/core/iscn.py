@@ -19,11 +19,16 @@ from karyo_gui.core.labels import ChromosomeType
 _DISOMY = 2
 
 
+def sex_chromosomes(counts: Mapping[ChromosomeType, int]) -> str:
+    """The sex chromosomes written out: ``XX``, ``XY``, ``X``, ``XXY``; '' when none."""
+    return "X" * counts.get(ChromosomeType.X, 0) + "Y" * counts.get(ChromosomeType.Y, 0)
+
+
 def karyotype_string(counts: Mapping[ChromosomeType, int]) -> str:
     """ISCN string of a cell whose chromosomes have the given label counts."""
     total = sum(counts.values())
     fields = [str(total)]
-    sex = "X" * counts.get(ChromosomeType.X, 0) + "Y" * counts.get(ChromosomeType.Y, 0)
+    sex = sex_chromosomes(counts)
     if sex:
         fields.append(sex)
     for number in range(1, 23):

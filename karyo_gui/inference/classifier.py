@@ -51,10 +51,6 @@ class CellResult:
     def karyotype(self) -> str:
         return self.cell.karyotype
 
-    @property
-    def count(self) -> int:
-        return len(self.cell)
-
 
 class Classifier:
     """A model file loaded for classifying cells."""
