@@ -16,6 +16,7 @@ karyo evaluate --data ROOT [--cells LIST] [--checkpoint CKPT] --json OUT.json
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -112,8 +113,6 @@ def _classify(args: argparse.Namespace) -> int:
             "cells": [cell_report(result) for result in results],
             "problems": case.problems,
         }
-        import json
-
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(out, json.dumps(document, indent=1, ensure_ascii=False))
@@ -158,12 +157,14 @@ def _write_karyograms(results, png: Path) -> None:
 
 
 def _write_attention_maps(classifier, results, folder: Path) -> None:
-    from karyo_gui.inference.report import attention_overlay, safe_file_name, write_png
+    from karyo_gui.core.loaders import write_png
+    from karyo_gui.inference.report import attention_overlay, safe_file_name
 
     for result in results:
         cell = result.cell
         cell_folder = folder / safe_file_name(cell.name) if len(results) > 1 else folder
         pictured = [c for c in cell.chromosomes if c.image is not None]
+        cell_folder.mkdir(parents=True, exist_ok=True)
         for chromosome in pictured:
             attention = classifier.attention(cell, chromosome.id)
             name = f"{safe_file_name(chromosome.id)}-{chromosome.label.display_name}.png"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from karyo_gui.core.case import Cell, Chromosome
 from karyo_gui.core.images import CropReadError, is_image_file, read_crop_and_hash
@@ -245,11 +246,16 @@ def write_cell(cell: Cell, folder: str | os.PathLike, labelled: bool = True) -> 
             is_other = label is ChromosomeType.UNCLASSIFIED
             target = folder / ("other" if is_other else f"chr{label.display_name}")
             target.mkdir(exist_ok=True)
-        path = target / f"{cell.name}_{index:03d}.png"
-        # encode, then write with Python: cv2.imwrite crashes the process on a path that is
-        # not valid UTF-8 (a cell named after such a folder) and fails on non-ASCII Windows paths
-        ok, png = cv2.imencode(".png", chromosome.image)
-        if not ok:
-            raise OSError(f"{display_path(path)}: could not encode image")
-        path.write_bytes(png.tobytes())
+        write_png(target / f"{cell.name}_{index:03d}.png", chromosome.image)
     return folder
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write a grey or RGB uint8 image as PNG; OSError naming the file if that fails."""
+    # encode, then write with Python: cv2.imwrite crashes the process on a path that is
+    # not valid UTF-8 (a cell named after such a folder) and fails on non-ASCII Windows paths
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, png = cv2.imencode(".png", pixels)
+    if not ok:
+        raise OSError(f"{display_path(path)}: could not encode image")
+    path.write_bytes(png.tobytes())

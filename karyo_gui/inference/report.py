@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -87,13 +86,3 @@ def attention_overlay(image: np.ndarray, crop_map: np.ndarray, opacity: float = 
 def safe_file_name(text: str) -> str:
     """A chromosome or cell id as a file name on any system."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "crop"
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Write an RGB or grey image as PNG; OSError naming the file if that fails."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, encoded = cv2.imencode(".png", pixels)
-    if not ok:
-        raise OSError(f"cannot encode {path.name} as PNG")
-    path.write_bytes(encoded.tobytes())
