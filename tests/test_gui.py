@@ -11,7 +11,8 @@ from karyo_gui.qt.main_window import MainWindow
 
 @pytest.fixture
 def window(qtbot):
-    window = MainWindow()
+    window = MainWindow(load_model=False)
+    window.ask_on_close = False
     qtbot.addWidget(window)
     window.show()
     return window
@@ -26,7 +27,7 @@ def test_example_cell_is_laid_out_as_a_karyogram(window):
     assert len(scene.chromosome_items) == 46
     assert set(scene.label_items) == set(T)
     for chromosome in window.current_cell.chromosomes:
-        item_rect = scene.chromosome_items[chromosome.id].sceneBoundingRect()
+        item_rect = scene.chromosome_items[chromosome.id].crop_rect()
         slot = scene.layout.slots[chromosome.label].rect
         assert slot.contains(item_rect.center().x(), item_rect.center().y())
 
@@ -37,7 +38,7 @@ def test_every_crop_is_drawn_at_the_same_scale(window):
     scales = {round(window.scene.chromosome_items[c.id].scale(), 6) for c in cell.chromosomes}
     assert scales == {round(window.scene.layout.scale, 6)}
     for chromosome in cell.chromosomes:
-        drawn = window.scene.chromosome_items[chromosome.id].sceneBoundingRect().height()
+        drawn = window.scene.chromosome_items[chromosome.id].crop_rect().height()
         assert drawn == pytest.approx(chromosome.size[1] * window.scene.layout.scale, abs=1.5)
 
 
@@ -96,7 +97,7 @@ def test_save_and_reopen_restores_the_cell(window, qtbot, tmp_path):
     assert saved.is_file()
     assert saved.name in window.windowTitle()
 
-    reopened = MainWindow()
+    reopened = MainWindow(load_model=False)
     qtbot.addWidget(reopened)
     assert reopened.open_path(saved)
     cell = reopened.current_cell

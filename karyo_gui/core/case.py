@@ -193,6 +193,22 @@ class Cell:
             Correction(chromosome_id, "label", before.display_name, label.display_name, by, at)
         )
 
+    def restore_manual_label(
+        self, chromosome_id: str, manual: ManualLabel | None, by: str | None = None
+    ) -> None:
+        """Put back an earlier manual label (or none): an undo, recorded in the audit trail."""
+        self._require_editable()
+        chromosome = self.chromosome(chromosome_id)
+        before = chromosome.label
+        chromosome.manual = manual
+        after = chromosome.label
+        self.audit.append(
+            Correction(
+                chromosome_id, "label", before.display_name, f"{after.display_name} (undo)",
+                by or current_user(), now_utc(),
+            )
+        )
+
     def set_orientation(
         self, chromosome_id: str, orientation: Orientation, by: str | None = None
     ) -> None:

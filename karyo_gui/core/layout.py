@@ -207,3 +207,42 @@ def _wrap(chromosomes, max_width, member_width, gap) -> list[list[Chromosome]]:
     if line:
         lines.append(line)
     return lines
+
+
+def gallery_layout(
+    chromosomes: Sequence[Chromosome],
+    style: LayoutStyle | None = None,
+    scale: float | None = None,
+    columns: int = 12,
+) -> KaryogramLayout:
+    """The crops as loaded, in their order, in a grid at the cell's common scale: the
+    metaphase gallery. Each crop stands on its line above a label strip of its own; there are
+    no type slots (``slots`` is empty)."""
+    style = style or LayoutStyle()
+    sizes = {c.id: c.size for c in chromosomes}
+    tallest_px = max((height for _, height in sizes.values()), default=0) or 1
+    if scale is None:
+        scale = style.tallest / tallest_px
+    widths = [w for w, _ in sizes.values() if w > 0]
+    cell_width = (max(widths) if widths else 20.0) * scale + style.homolog_gap
+    placements: dict[str, Rect] = {}
+    y = style.margin
+    for start in range(0, len(chromosomes), max(1, columns)):
+        line = chromosomes[start : start + columns]
+        line_height = max((sizes[c.id][1] * scale for c in line), default=0.0)
+        line_height = line_height or style.tallest * 0.25
+        for k, chromosome in enumerate(line):
+            width, height = (v * scale for v in sizes[chromosome.id])
+            if width <= 0:
+                width, height = cell_width * 0.5, style.tallest * 0.25
+            x = style.margin + k * cell_width + (cell_width - width) / 2
+            placements[chromosome.id] = Rect(x, y + line_height - height, width, height)
+        y += line_height + style.label_height + style.row_gap
+    count = min(len(chromosomes), max(1, columns))
+    return KaryogramLayout(
+        scale=scale,
+        width=2 * style.margin + max(1, count) * cell_width,
+        height=y + style.margin,
+        slots={},
+        placements=placements,
+    )

@@ -90,11 +90,27 @@ class Classifier:
         chromosome a reviewer called unclassified takes no slot.
         """
         started = time.perf_counter()
+        pictured, probabilities = self.cell_probabilities(cell)
+        result = self.assign(cell, pictured, probabilities)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def cell_probabilities(self, cell: Cell) -> tuple[list[int], np.ndarray]:
+        """The model's half of :meth:`classify` (it only reads the pictures): the positions
+        of the pictured chromosomes and their probabilities (n, 24)."""
         pictured = [k for k, c in enumerate(cell.chromosomes) if c.image is not None]
         if not pictured:
-            return CellResult(cell, None, [], [], time.perf_counter() - started)
+            return [], np.zeros((0, len(ChromosomeType.types())), np.float32)
         # the cell's common scale comes from all its crops, as in training
         probabilities, _ = self.probabilities([cell.chromosomes[k].image for k in pictured])
+        return pictured, probabilities
+
+    def assign(self, cell: Cell, pictured: list[int], probabilities: np.ndarray) -> CellResult:
+        """The assignment's half of :meth:`classify` (numpy only, milliseconds): the cell's
+        types from the probabilities, around the manual labels the cell has NOW."""
+        started = time.perf_counter()
+        if not pictured:
+            return CellResult(cell, None, [], [], time.perf_counter() - started)
         fixed, rows = {}, []
         for row, index in enumerate(pictured):
             manual = cell.chromosomes[index].manual

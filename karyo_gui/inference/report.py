@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from karyo_gui.core.iscn import karyotype_string
 from karyo_gui.core.labels import ChromosomeType
-from karyo_gui.inference.classifier import CellResult
+
+if TYPE_CHECKING:  # the classifier imports torch: the app's window must open without it
+    from karyo_gui.inference.classifier import CellResult
 
 
 def _type_name(chromosome_type: ChromosomeType | None) -> str | None:

@@ -9,12 +9,17 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from karyo_gui.qt.main_window import MainWindow
+from karyo_gui.qt.settings import pending_recoveries
 
 ICON = Path(__file__).resolve().parents[2] / "resources" / "karyo.svg"
 
 
 def run_app(path: str | None = None, example: str | None = None) -> int:
-    """Open the main window on ``path``, or on the example cell when none is given."""
+    """Open the main window on ``path``, or on the example cell when none is given.
+
+    The window is up at once; the model loads in the background and classifies the cell
+    when it is ready.
+    """
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("karyo")
     app.setOrganizationName("karyo")
@@ -24,4 +29,12 @@ def run_app(path: str | None = None, example: str | None = None) -> int:
     window.show()
     if path is None or not window.open_path(path):
         window.open_example(example) if example else window.open_example()
+    found = pending_recoveries()
+    if found:
+        window.statusBar().showMessage(
+            f"Unsaved edits from an earlier session ({found[0].describe()}"
+            f"{f' and {len(found) - 1} more' if len(found) > 1 else ''}): "
+            "File > Recover unsaved edits",
+            30000,
+        )
     return app.exec()

@@ -1,0 +1,69 @@
+"""Screenshot of the karyo main window reviewing a cell, for the README.
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python bench/screenshot.py OUT.png
+        [--karyotype 47,XY,+21] [--seed 4] [--folder CELL_DIR]
+
+(``bench/screenshot.sh`` runs exactly that.) The window opens on a generated cell (or on
+``--folder``), waits for the model to classify it, steps to the first flagged chromosome
+(the N key) so the inspector shows its Grad-CAM and probabilities, and saves the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from karyo_gui.core.loaders import write_cell
+from karyo_gui.core.synthetic import generate_cell
+from karyo_gui.qt.main_window import MainWindow
+
+
+def wait_for(app: QApplication, done, timeout: float = 120.0) -> bool:
+    end = time.perf_counter() + timeout
+    while not done() and time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
+    return done()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--karyotype", default="47,XY,+21")
+    parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--folder", type=Path)
+    args = parser.parse_args()
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    window = MainWindow()
+    window.ask_on_close = False
+    window.resize(1560, 960)
+    window.show()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.folder or write_cell(
+            generate_cell(args.karyotype, seed=args.seed), Path(scratch) / "P12.3", labelled=False
+        )
+        window.open_path(folder)
+        cell = window.current_cell
+        if not wait_for(app, lambda: all(c.probabilities is not None for c in cell.chromosomes)):
+            print(f"the cell was not classified: {window.model_problem}", file=sys.stderr)
+            return 1
+        window.step_flagged()  # what the N key does (no window manager to focus the window)
+        wait_for(app, lambda: window.inspector.overlay_image() is not None, 30)
+        wait_for(app, lambda: False, 0.5)  # let the last paint land
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if not window.grab().save(str(args.out)):
+            print(f"{args.out}: cannot write the screenshot", file=sys.stderr)
+            return 1
+    window.close()
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

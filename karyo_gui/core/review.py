@@ -1,0 +1,164 @@
+"""A reviewer's work on a cell, without Qt: reversible edits, typed types, what needs a look.
+
+Every edit is a small object with ``apply()`` and ``revert()`` so that the app's undo stack
+only wraps them; each change goes through :class:`~karyo_gui.core.case.Cell`, which writes
+the audit trail (who, when, from, to).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from karyo_gui.core.case import Cell, Chromosome, ManualLabel, Orientation
+from karyo_gui.core.labels import N_TYPES, ChromosomeType
+
+
+@dataclass
+class LabelEdit:
+    """Chromosomes given new types by hand: a reassign (one) or a swap of two."""
+
+    cell: Cell
+    changes: dict[str, ChromosomeType]
+    by: str
+    text: str = ""
+    _before: dict[str, ManualLabel | None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._before = {id_: self.cell.chromosome(id_).manual for id_ in self.changes}
+
+    def apply(self) -> None:
+        for chromosome_id, label in self.changes.items():
+            self.cell.set_manual_label(chromosome_id, label, by=self.by)
+
+    def revert(self) -> None:
+        for chromosome_id, manual in self._before.items():
+            self.cell.restore_manual_label(chromosome_id, manual, by=self.by)
+
+
+@dataclass
+class OrientationEdit:
+    """A chromosome turned or mirrored for display."""
+
+    cell: Cell
+    chromosome_id: str
+    after: Orientation
+    by: str
+    text: str = ""
+    _before: Orientation = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._before = self.cell.chromosome(self.chromosome_id).orientation
+
+    def apply(self) -> None:
+        self.cell.set_orientation(self.chromosome_id, self.after, by=self.by)
+
+    def revert(self) -> None:
+        self.cell.set_orientation(self.chromosome_id, self._before, by=self.by)
+
+
+def reassign(cell: Cell, chromosome_id: str, label: ChromosomeType, by: str) -> LabelEdit | None:
+    """Move one chromosome to another type; None when it already shows that type."""
+    chromosome = cell.chromosome(chromosome_id)
+    if chromosome.label is label and chromosome.manual is not None:
+        return None
+    if chromosome.label is label:  # confirming the model's type still records the reviewer
+        text = f"Confirm {chromosome_id} as {label.display_name}"
+    else:
+        text = f"Move {chromosome_id} from {chromosome.label.display_name} to {label.display_name}"
+    return LabelEdit(cell, {chromosome_id: label}, by, text)
+
+
+def swap(cell: Cell, first_id: str, second_id: str, by: str) -> LabelEdit | None:
+    """Exchange the types of two chromosomes; None when they show the same type."""
+    first, second = cell.chromosome(first_id), cell.chromosome(second_id)
+    if first_id == second_id or first.label is second.label:
+        return None
+    text = (
+        f"Swap {first_id} ({first.label.display_name}) "
+        f"and {second_id} ({second.label.display_name})"
+    )
+    return LabelEdit(cell, {first_id: second.label, second_id: first.label}, by, text)
+
+
+def turn(cell: Cell, chromosome_id: str, by: str) -> OrientationEdit:
+    """Rotate a chromosome by 180 degrees (p-arm up when it stood upside down)."""
+    after = cell.chromosome(chromosome_id).orientation.rotated(180)
+    return OrientationEdit(cell, chromosome_id, after, by, f"Rotate {chromosome_id} by 180°")
+
+
+def mirror(cell: Cell, chromosome_id: str, by: str) -> OrientationEdit:
+    """Flip a chromosome left to right."""
+    after = cell.chromosome(chromosome_id).orientation.mirrored()
+    return OrientationEdit(cell, chromosome_id, after, by, f"Flip {chromosome_id}")
+
+
+# ------------------------------------------------------------------ what needs a look
+def needs_review(chromosome: Chromosome) -> bool:
+    """Flagged (moved by the assignment, unsure, picture missing...) and not yet set by hand."""
+    return bool(chromosome.flags) and chromosome.manual is None
+
+
+def confidence(chromosome: Chromosome) -> float | None:
+    """The model's probability of the type shown; None when there is no probability for it."""
+    label = chromosome.label
+    if chromosome.probabilities is None or label.value >= N_TYPES:
+        return None
+    return float(chromosome.probabilities[label.value])
+
+
+def next_flagged(
+    order: Sequence[str], flagged: set[str], current: str | None, step: int = 1
+) -> str | None:
+    """The next (``step=1``) or previous (``-1``) flagged id after ``current`` in reading
+    order, wrapping round; None when nothing is flagged."""
+    candidates = [id_ for id_ in order if id_ in flagged]
+    if not candidates:
+        return None
+    if current not in order:
+        return candidates[0] if step > 0 else candidates[-1]
+    start = order.index(current)
+    for offset in range(1, len(order) + 1):
+        id_ = order[(start + step * offset) % len(order)]
+        if id_ in flagged:
+            return id_
+    return None
+
+
+# ------------------------------------------------------------------ typing a type
+_TWO_DIGIT_STARTS = {"1", "2"}  # 1 may become 10-19, 2 may become 20-22
+
+
+@dataclass
+class TypedType:
+    """Keys typed on a selected chromosome, read as its new type.
+
+    ``3``-``9``, ``X`` and ``Y`` are a type at once; ``1`` and ``2`` wait for a second digit
+    (``1`` then ``7`` is 17) and become 1 or 2 on :meth:`finish` (Enter or a short pause).
+    """
+
+    pending: str = ""
+
+    def feed(self, key: str) -> ChromosomeType | None:
+        """The type completed by this key, or None (waiting, or the key means nothing)."""
+        key = key.strip().upper()
+        if key in ("X", "Y"):
+            self.pending = ""
+            return ChromosomeType.X if key == "X" else ChromosomeType.Y
+        if len(key) != 1 or not key.isdigit():
+            self.pending = ""
+            return None
+        text = self.pending + key
+        if not self.pending and key in _TWO_DIGIT_STARTS:
+            self.pending = key
+            return None
+        self.pending = ""
+        number = int(text)
+        if text.startswith("0") or not 1 <= number <= 22:
+            return None
+        return ChromosomeType.autosome(number)
+
+    def finish(self) -> ChromosomeType | None:
+        """A waiting ``1`` or ``2`` taken as it is."""
+        text, self.pending = self.pending, ""
+        return ChromosomeType.autosome(int(text)) if text else None

@@ -1,0 +1,152 @@
+"""Per-user settings and recovery files, in the places platformdirs names for this system.
+
+Settings (window state, recent files, reviewer name, the model last loaded...) live in an
+INI file in the user's config folder; autosaved edits that were never saved live in the
+user's data folder, one case file per case, so that a crash loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import platformdirs
+from PySide6.QtCore import QSettings
+
+from karyo_gui.core.case import current_user
+from karyo_gui.core.case_file import SUFFIX
+
+APP = "karyo"
+MAX_RECENT = 10
+
+
+def config_dir() -> Path:
+    return Path(platformdirs.user_config_dir(APP, appauthor=False))
+
+
+def recovery_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP, appauthor=False)) / "autosave"
+
+
+class Settings:
+    """Typed access to the user's settings (QSettings in INI format)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or config_dir() / f"{APP}.ini"
+        self.store = QSettings(str(self.path), QSettings.Format.IniFormat)
+
+    def _get(self, key: str, default, kind=str):
+        value = self.store.value(key, default)
+        if kind is bool:
+            return value in (True, "true", "1", 1)
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            return default
+
+    @property
+    def reviewer(self) -> str:
+        return self._get("review/reviewer", "") or current_user()
+
+    @reviewer.setter
+    def reviewer(self, name: str) -> None:
+        self.store.setValue("review/reviewer", name.strip())
+
+    @property
+    def classify_on_open(self) -> bool:
+        return self._get("review/classify_on_open", True, bool)
+
+    @classify_on_open.setter
+    def classify_on_open(self, value: bool) -> None:
+        self.store.setValue("review/classify_on_open", bool(value))
+
+    @property
+    def sex_last(self) -> bool:
+        """X and Y together after 22 instead of X after 12."""
+        return self._get("view/sex_last", False, bool)
+
+    @sex_last.setter
+    def sex_last(self, value: bool) -> None:
+        self.store.setValue("view/sex_last", bool(value))
+
+    @property
+    def model_path(self) -> str | None:
+        """The model file the user loaded last (None: the shipped model)."""
+        return self._get("model/path", "") or None
+
+    @model_path.setter
+    def model_path(self, path: str | None) -> None:
+        self.store.setValue("model/path", path or "")
+
+    def recent_files(self) -> list[str]:
+        value = self.store.value("files/recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in value or [] if v]
+
+    def add_recent(self, path: str | os.PathLike) -> list[str]:
+        path = str(Path(path).resolve())
+        recent = [path] + [p for p in self.recent_files() if p != path]
+        self.store.setValue("files/recent", recent[:MAX_RECENT])
+        return recent[:MAX_RECENT]
+
+    def clear_recent(self) -> None:
+        self.store.setValue("files/recent", [])
+
+    def sync(self) -> None:
+        self.store.sync()
+
+
+# ------------------------------------------------------------------ recovery of unsaved edits
+@dataclass(frozen=True)
+class Recovery:
+    """Autosaved edits of one case: the case file to restore and where the case came from."""
+
+    path: Path  # the autosaved case file
+    origin: str  # the case file or folder the user opened ("" for an example cell)
+    case_id: str
+    saved: datetime
+
+    def describe(self) -> str:
+        where = self.origin or "example cell"
+        return f"{self.case_id} ({where}), {self.saved:%Y-%m-%d %H:%M}"
+
+
+def recovery_path(case_id: str, origin: str | os.PathLike | None) -> Path:
+    """Where the edits of this case are autosaved: one file per case and origin."""
+    key = hashlib.sha256(f"{case_id}\0{origin or ''}".encode()).hexdigest()[:12]
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in case_id)[:40] or "case"
+    return recovery_dir() / f"{safe}-{key}{SUFFIX}"
+
+
+def write_origin(recovery: Path, origin: str | os.PathLike | None) -> None:
+    origin_file = recovery.with_name(recovery.name + ".origin")
+    text = str(origin or "")
+    if not origin_file.is_file() or origin_file.read_text(encoding="utf-8") != text:
+        origin_file.write_text(text, encoding="utf-8")
+
+
+def discard_recovery(recovery: Path) -> None:
+    for path in (recovery, recovery.with_name(recovery.name + ".origin")):
+        path.unlink(missing_ok=True)
+
+
+def pending_recoveries() -> list[Recovery]:
+    """Autosaved edits that were never saved, newest first."""
+    folder = recovery_dir()
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.glob(f"*{SUFFIX}"):
+        origin_file = path.with_name(path.name + ".origin")
+        try:
+            origin = origin_file.read_text(encoding="utf-8") if origin_file.is_file() else ""
+            saved = datetime.fromtimestamp(path.stat().st_mtime)
+        except (OSError, UnicodeDecodeError):
+            continue
+        case_id = path.name[: -len(SUFFIX)].rsplit("-", 1)[0]
+        found.append(Recovery(path, origin, case_id, saved))
+    return sorted(found, key=lambda r: r.saved, reverse=True)
