@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 from karyo_gui.core.loaders import write_cell
@@ -31,15 +32,32 @@ def wait_for(app: QApplication, done, timeout: float = 120.0) -> bool:
     return done()
 
 
+def dark_palette() -> QPalette:
+    palette = QPalette()
+    role = QPalette.ColorRole
+    for name, colour in {
+        role.Window: "#2b2b2b", role.WindowText: "#e6e6e6", role.Base: "#1f1f1f",
+        role.AlternateBase: "#2f2f2f", role.Text: "#e6e6e6", role.Button: "#3a3a3a",
+        role.ButtonText: "#e6e6e6", role.Highlight: "#2f65ca", role.HighlightedText: "#ffffff",
+        role.ToolTipBase: "#3a3a3a", role.ToolTipText: "#e6e6e6", role.PlaceholderText: "#9a9a9a",
+    }.items():
+        palette.setColor(name, QColor(colour))
+    return palette
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--karyotype", default="47,XY,+21")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--folder", type=Path)
+    parser.add_argument("--dark", action="store_true", help="the dark colour scheme")
     args = parser.parse_args()
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    if args.dark:
+        app.setStyle("Fusion")
+        app.setPalette(dark_palette())  # what a dark desktop theme hands the app
     window = MainWindow()
     window.ask_on_close = False
     window.resize(1560, 960)

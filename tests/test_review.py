@@ -331,3 +331,28 @@ def test_a_cell_is_classified_off_the_gui_thread_and_its_grad_cam_shown(
     overlay = window.inspector.overlay_image()
     assert overlay.shape[:2] == chromosome.displayed_image().shape
     assert not np.array_equal(overlay[..., 0], overlay[..., 2])  # coloured: a heat map
+
+
+def test_a_folder_dropped_onto_the_window_opens(window, tmp_path):
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    folder = write_cell(generate_cell("47,XX,+18", seed=2), tmp_path / "D4.1.tiff")
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(folder))])
+    drop = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, data,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(drop)
+    assert window.case.case_id == "D4"
+    assert window.karyotype_label.text() == "47,XX,+18"
+    assert window.settings.recent_files()[0] == str(folder.resolve())
+
+
+def test_a_case_of_several_cells_lists_each_with_its_iscn_and_status(window, tmp_path):
+    for seed, karyotype in enumerate(["46,XX", "47,XX,+21"]):
+        write_cell(generate_cell(karyotype, seed=seed), tmp_path / "case" / f"cell{seed}")
+    assert window.open_path(tmp_path / "case")
+    window.cell_list.setCurrentRow(1)
+    window.mark_reviewed()
+    assert window.cell_list.item(1).text().endswith("47,XX,+21 · reviewed")
+    assert window.cell_list.item(0).text().endswith("46,XX · unreviewed")
