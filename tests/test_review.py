@@ -356,3 +356,16 @@ def test_a_case_of_several_cells_lists_each_with_its_iscn_and_status(window, tmp
     window.mark_reviewed()
     assert window.cell_list.item(1).text().endswith("47,XX,+21 · reviewed")
     assert window.cell_list.item(0).text().endswith("46,XX · unreviewed")
+
+
+def test_closing_with_unsaved_edits_keeps_them_for_recovery(qtbot, tmp_path):
+    window = make_window(qtbot)
+    window.open_example("46,XY")
+    chromosome = of_type(window.current_cell, T.CHR6)[0]
+    window.reassign(chromosome.id, T.CHR7)
+    window.close()  # at once, before the autosave timer fires
+    (recovery,) = pending_recoveries()
+    assert recovery.origin == ""  # the example cell
+    again = make_window(qtbot)
+    assert again.recover(recovery)
+    assert again.current_cell.chromosome(chromosome.id).manual.label is T.CHR7
