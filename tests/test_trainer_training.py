@@ -215,6 +215,33 @@ def test_fine_tuning_learns_from_corrected_case_files_and_records_its_parent(tmp
     assert child.training_data["train"]["class_counts"][ChromosomeType.Y] == 2  # 1 given + 1 manual
 
 
+def test_fine_tuning_holds_out_the_labs_cells_and_compares_with_its_parent(dataset, tmp_path):
+    parent_run = tmp_path / "parent"
+    base = ["train", "--output", str(parent_run), *TINY, "--epochs", "1", "--steps-per-epoch", "2"]
+    assert trainer([*base, "--generated-cells", "3", "--val-fraction", "0.34"]) == 0
+    cells = [generate_cell(k, seed=40 + n, name=f"lab{n}")
+             for n, k in enumerate(["46,XX", "46,XY", "47,XY,+21", "45,X"])]
+    case_file = tmp_path / "lab.karyo.json"
+    save_case(Case(case_id="lab", cells=cells), case_file)
+    run = tmp_path / "child"
+    args = ["train", "--case-files", str(case_file), "--data", str(dataset),
+            "--train-cells", str(dataset / "splits/train.txt"), "--val-fraction", "0.5",
+            "--init-checkpoint", str(parent_run / "best.safetensors"), "--output", str(run),
+            "--epochs", "1", "--steps-per-epoch", "2", "--threads", "2"]  # fmt: skip
+    assert trainer(args) == 0
+    child = read_header(run / "best.safetensors")
+    held_out = child.training_data["val"]
+    assert held_out["sources"] == ["case:lab.karyo.json"]  # the lab's cells, not the replay
+    assert held_out["n_cells"] == 2
+    done = events_of(run)[-1]
+    comparison = done["comparison"]
+    assert comparison == json.loads((run / "comparison.json").read_text())
+    assert comparison["n_cells"] == 2
+    for role in ("parent", "new"):
+        assert set(comparison[role]) == {"crop_accuracy", "assigned_accuracy", "iscn_exact"}
+        assert all(0 <= value <= 1 for value in comparison[role].values())
+
+
 def test_the_training_label_trusts_reviewers_and_signed_off_assignments_only():
     cell = generate_cell("46,XX", seed=1)
     first, second, third = cell.chromosomes[:3]

@@ -16,6 +16,7 @@ Outputs in the run folder:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -63,7 +64,11 @@ def load_training_data(
         if config.val_cells:
             validation = load_dataset_crops(config.data, config.val_cells, preprocessing)
     if config.case_files:
-        parts.append(load_case_crops(config.case_files, preprocessing))
+        cases = load_case_crops(config.case_files, preprocessing)
+        if not len(validation) and config.val_fraction > 0 and len(cases.cell_names) > 1:
+            # fine-tuning on a lab's cells: judge it on held-out cells of that lab, not on replay
+            cases, validation = split_cells(cases, config.val_fraction, config.seed)
+        parts.append(cases)
     if config.generated_cells:
         parts.append(generated_crops(config.generated_cells, config.seed, preprocessing))
     if not parts:
@@ -368,6 +373,24 @@ class TrainingRun:
         record["best_val_crop_accuracy"] = self.best_accuracy if len(self.validation) else None
         self._save_state(epoch + 1)
 
+    def _compare_with_parent(self) -> dict | None:
+        """A fine-tuned model against the model it started from, on the held-out cells
+        (crop accuracy, assigned accuracy, ISCN exact); also written to comparison.json."""
+        best = self.folder / "best.safetensors"
+        if self.parent is None or not len(self.validation) or not best.is_file():
+            return None
+        results = {"n_cells": len(self.validation.cell_names), "n_crops": len(self.validation)}
+        for role, path in (("parent", self.config.init_checkpoint), ("new", best)):
+            net, _ = load_checkpoint(path, self.device)
+            metrics, _ = evaluate_crops(
+                net, self.validation, self.preprocessing, self.device, self.config.eval_batch_size
+            )
+            results[role] = _compared(metrics)
+        (self.folder / "comparison.json").write_text(
+            json.dumps(results, indent=1), encoding="utf-8"
+        )
+        return results
+
     def _header(self, metrics: dict) -> ModelHeader:
         config = self.config
         return ModelHeader(
@@ -407,14 +430,23 @@ class TrainingRun:
             dist.destroy_process_group()
         if self.lead:
             events = EventLog(self.folder, self.jsonl, 0)
+            comparison = self._compare_with_parent()
             events.emit(
                 "done",
                 best=str(self.folder / "best.safetensors"),
                 best_val_crop_accuracy=self.best_accuracy,
                 seconds=time.monotonic() - self.started,
+                comparison=comparison,
             )
             events.close()
         return self.folder / "best.safetensors"
+
+
+COMPARED = ("crop_accuracy", "assigned_accuracy", "iscn_exact")
+
+
+def _compared(metrics: dict) -> dict:
+    return {key: metrics[key] for key in COMPARED if key in metrics}
 
 
 def training_step(

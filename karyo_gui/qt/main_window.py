@@ -71,6 +71,7 @@ from karyo_gui.qt.karyogram_view import (
     KaryogramView,
 )
 from karyo_gui.qt.model_service import ModelService
+from karyo_gui.qt.retrain import ModelHistoryDialog, RetrainDialog, reviewed_case_files
 from karyo_gui.qt.settings import (
     Recovery,
     Settings,
@@ -137,6 +138,7 @@ class MainWindow(QMainWindow):
         self.pending_question: QMessageBox | None = None
         self.ask_on_close = True
         self.model_problem: str | None = None
+        self.retrain_dialog: RetrainDialog | None = None
         self._dirty = False
         self._stacks: dict[Cell, QUndoStack] = {}
         self._typed = TypedType()
@@ -312,9 +314,8 @@ class MainWindow(QMainWindow):
         self._action(menu, "&Load model file...", self._choose_model)
         self._action(menu, "Use the &shipped model", lambda: self.load_model(None))
         menu.addSeparator()
-        retrain = self._action(menu, "&Retrain on corrected cases...", lambda: None)
-        retrain.setEnabled(False)
-        retrain.setToolTip("Fine-tuning on your corrected cells comes in a later version")
+        self._action(menu, "&Retrain on corrected cases...", self.open_retrain)
+        self._action(menu, "Model &history...", self.show_model_history)
 
         menu = self.menuBar().addMenu("&Help")
         self._action(menu, "&Keyboard shortcuts", self.show_shortcuts, keys.HelpContents)
@@ -516,6 +517,47 @@ class MainWindow(QMainWindow):
         self.model_label.setText(f"model {loaded.description}" if loaded else "no model")
         keep = "; still using the model loaded before" if loaded else ""
         self.show_error(f"{message}{keep}")
+
+    def open_retrain(self) -> RetrainDialog | None:
+        """Model > Retrain: fine-tune the model in use on saved, reviewed case files."""
+        classifier = self.service.classifier
+        if classifier is None:
+            self.show_error("No model is loaded yet: retraining starts from the model in use")
+            return None
+        if self.retrain_dialog is not None and self.retrain_dialog.running():
+            self.retrain_dialog.raise_()
+            return self.retrain_dialog
+        candidates = list(dict.fromkeys(
+            ([str(self.case_path.resolve())] if self.case_path else [])
+            + self.settings.recent_files()
+        ))
+        dialog = RetrainDialog(
+            classifier.path, classifier.header.name or classifier.path.stem,
+            reviewed_case_files(candidates), self.settings.base_data, parent=self,
+        )
+        if self._dirty:
+            dialog.status_label.setText("This case has unsaved edits: save it (Ctrl+S) so the "
+                                        "run learns from them.")
+        dialog.use_model.connect(self.load_model)
+        dialog.finished.connect(lambda _result: self._remember_base(dialog))
+        self.retrain_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _remember_base(self, dialog: RetrainDialog) -> None:
+        base = dialog.base_edit.text().strip()
+        if dialog.replay_check.isChecked() and base and Path(base).is_dir():
+            self.settings.base_data = base
+
+    def show_model_history(self) -> ModelHistoryDialog:
+        from karyo_gui.inference.registry import ModelRegistry  # reads headers with torch
+
+        current = self.service.classifier.model_id if self.service.classifier else None
+        dialog = ModelHistoryDialog(ModelRegistry(), current, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.use_model.connect(self.load_model)
+        dialog.show()
+        return dialog
 
     def classify_again(self) -> None:
         cell = self.current_cell
@@ -989,6 +1031,14 @@ class MainWindow(QMainWindow):
                     return
                 if answer == QMessageBox.StandardButton.Discard and self.case is not None:
                     discard_recovery(recovery_path(self.case.case_id, self.origin))
+        if self.retrain_dialog is not None and self.retrain_dialog.running():
+            if self.ask_on_close and QMessageBox.question(
+                self, "Retraining", "A retraining is running. Stop it and quit?"
+            ) != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+            self.retrain_dialog.run.cancel()
+            self.retrain_dialog.run.process.waitForFinished(20000)
         self.settings.store.setValue("window/geometry", self.saveGeometry())
         self.settings.store.setValue("window/state", self.saveState())
         self.settings.sync()

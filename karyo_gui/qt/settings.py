@@ -81,6 +81,15 @@ class Settings:
     def model_path(self, path: str | None) -> None:
         self.store.setValue("model/path", path or "")
 
+    @property
+    def base_data(self) -> str | None:
+        """The labelled dataset mixed into retraining (replay); None until one is chosen."""
+        return self._get("retrain/base_data", "") or None
+
+    @base_data.setter
+    def base_data(self, folder: str | None) -> None:
+        self.store.setValue("retrain/base_data", folder or "")
+
     def recent_files(self) -> list[str]:
         value = self.store.value("files/recent", [])
         if isinstance(value, str):

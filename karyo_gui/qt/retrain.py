@@ -1,0 +1,560 @@
+"""Retraining from the app: fine-tune the current model on the lab's corrected cells.
+
+The run is the bundled trainer in a process of its own (``python -m trainer train --events
+jsonl``), never the GUI process; its JSON-lines events drive a progress bar with ETA and
+live curves (contrastive and classification loss per step, validation accuracy per epoch).
+When it ends, the new model is compared with the current one on the lab's held-out cells
+and registered; the user switches to it or keeps the old one. A failed, cancelled or killed
+run leaves the current model as it was and shows the tail of the trainer's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import platformdirs
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from karyo_gui.core.case import CellStatus
+from karyo_gui.core.case_file import SUFFIX
+from karyo_gui.core.loaders import display_path
+
+if TYPE_CHECKING:  # the registry reads model headers with torch: imported when used
+    from karyo_gui.inference.registry import ModelRegistry, RegisteredModel
+
+LOG_LINES = 40  # of the trainer's output kept for a failure report
+COMPARED = (("crop_accuracy", "crop accuracy"), ("assigned_accuracy", "assigned accuracy"),
+            ("iscn_exact", "ISCN exact"))
+
+
+def runs_folder() -> Path:
+    return Path(platformdirs.user_data_dir("karyo", appauthor=False)) / "runs"
+
+
+def reviewed_case_files(candidates: list[str]) -> list[str]:
+    """Those case files that hold at least one reviewed or signed-off cell (read as JSON
+    only: the crops are not loaded here)."""
+    found = []
+    for path in candidates:
+        if not path.endswith(SUFFIX) or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as handle:
+                cells = json.load(handle)["case"]["cells"]
+            statuses = {cell.get("status") for cell in cells}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if statuses & {CellStatus.REVIEWED.value, CellStatus.SIGNED_OFF.value}:
+            found.append(path)
+    return found
+
+
+@dataclass
+class RetrainPlan:
+    """Everything one fine-tuning run needs; ``command()`` is the trainer's command line."""
+
+    parent: Path  # the model the run starts from (the one in use)
+    case_files: list[str]
+    name: str
+    base_data: str | None = None  # a labelled dataset mixed in (replay)
+    base_cells: str | None = None  # its cell list (default: its train split when present)
+    epochs: int = 5
+    steps_per_epoch: int = 0  # 0: one pass over the training crops
+    device: str = "auto"
+    val_fraction: float = 0.25  # of the lab's cells held out to compare old and new
+    output: Path = field(default_factory=lambda: runs_folder() / "run")
+
+    def command(self) -> list[str]:
+        args = [
+            sys.executable, "-m", "trainer", "train", "--events", "jsonl",
+            "--init-checkpoint", str(self.parent), "--case-files", *self.case_files,
+            "--val-fraction", str(self.val_fraction), "--epochs", str(self.epochs),
+            "--device", self.device, "--output", str(self.output), "--name", self.name,
+        ]  # fmt: skip
+        if self.steps_per_epoch:
+            args += ["--steps-per-epoch", str(self.steps_per_epoch)]
+        if self.base_data:
+            args += ["--data", self.base_data]
+            cells = self.base_cells or _train_split(self.base_data)
+            if cells:
+                args += ["--train-cells", cells]
+        return args
+
+
+def _train_split(root: str) -> str | None:
+    split = Path(root) / "splits" / "train.txt"
+    return str(split) if split.is_file() else None
+
+
+class TrainingRun(QObject):
+    """The trainer as a child process, read event by event."""
+
+    event = Signal(dict)
+    finished = Signal(bool, str)  # succeeded, message (the log's tail when it failed)
+
+    def __init__(self, plan: RetrainPlan, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.plan = plan
+        self.events: list[dict] = []
+        self.log: deque[str] = deque(maxlen=LOG_LINES)
+        self.cancelled = False
+        self._buffer = b""
+        self.process = QProcess(self)
+        environment = QProcessEnvironment.systemEnvironment()
+        environment.insert("PYTHONUNBUFFERED", "1")
+        self.process.setProcessEnvironment(environment)
+        self.process.readyReadStandardOutput.connect(self._read_output)
+        self.process.readyReadStandardError.connect(self._read_errors)
+        self.process.finished.connect(self._on_finished)
+        self.process.errorOccurred.connect(self._on_error)
+        self._kill_timer = QTimer(self, singleShot=True, interval=15000)
+        self._kill_timer.timeout.connect(self.process.kill)
+
+    def start(self) -> None:
+        command = self.plan.command()
+        self.plan.output.parent.mkdir(parents=True, exist_ok=True)
+        self.process.start(command[0], command[1:])
+
+    def running(self) -> bool:
+        return self.process.state() != QProcess.ProcessState.NotRunning
+
+    def cancel(self) -> None:
+        """Ask the trainer to stop between two steps (SIGTERM); kill it if it does not."""
+        if self.running():
+            self.cancelled = True
+            self.process.terminate()
+            self._kill_timer.start()
+
+    def done_event(self) -> dict | None:
+        return next((e for e in reversed(self.events) if e.get("event") == "done"), None)
+
+    def _read_output(self) -> None:
+        self._buffer += bytes(self.process.readAllStandardOutput())
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and "event" in record:
+                self.events.append(record)
+                self.event.emit(record)
+            else:
+                self.log.append(line)
+
+    def _read_errors(self) -> None:
+        text = bytes(self.process.readAllStandardError()).decode("utf-8", "replace")
+        self.log.extend(line for line in text.splitlines() if line.strip())
+
+    def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
+        self._kill_timer.stop()
+        self._read_output()
+        self._read_errors()
+        done = self.done_event()
+        if status == QProcess.ExitStatus.NormalExit and code == 0 and done is not None:
+            self.finished.emit(True, "")
+            return
+        if self.cancelled:
+            why = "cancelled"
+        elif status == QProcess.ExitStatus.CrashExit:
+            why = "the training process was killed or crashed"
+        else:
+            why = f"the training process stopped with exit status {code}"
+        tail = "\n".join(self.log)
+        self.finished.emit(False, f"{why}; the current model is unchanged.\n\n{tail}".strip())
+
+    def _on_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self.finished.emit(False, f"the trainer could not be started: "
+                                      f"{self.process.errorString()}")
+
+
+class RetrainDialog(QDialog):
+    """Model > Retrain on corrected cases: choose, run, watch, compare, switch or keep."""
+
+    use_model = Signal(str)  # path of the model the user switched to
+
+    def __init__(
+        self,
+        parent_model: Path,
+        parent_name: str,
+        case_files: list[str],
+        base_data: str | None = None,
+        registry: ModelRegistry | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Retrain on corrected cases")
+        self.parent_model = Path(parent_model)
+        if registry is None:
+            from karyo_gui.inference.registry import ModelRegistry
+
+            registry = ModelRegistry()
+        self.registry = registry
+        self.run: TrainingRun | None = None
+        self.new_model: RegisteredModel | None = None
+        self.comparison: dict | None = None
+        self.failure: str | None = None
+
+        self.case_list = QListWidget()
+        for path in case_files:
+            self._add_case_file(path)
+        add_cases = QPushButton("Add case files...")
+        add_cases.clicked.connect(self._choose_case_files)
+        self.replay_check = QCheckBox("Mix in a base dataset (replay: the model does not forget)")
+        self.base_edit = QLineEdit(base_data or "")
+        self.base_edit.setPlaceholderText("labelled dataset folder, e.g. gband612")
+        self.replay_check.setChecked(bool(base_data))
+        browse = QPushButton("Browse...")
+        browse.clicked.connect(self._choose_base)
+        self.epochs_spin = QSpinBox(minimum=1, maximum=500, value=5)
+        self.steps_spin = QSpinBox(minimum=0, maximum=100000, value=0, specialValueText="auto")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu", "cuda"])
+        stamp = datetime.now().strftime("%Y%m%d-%H%M")
+        self.name_edit = QLineEdit(f"{parent_name}-lab-{stamp}")
+
+        form = QFormLayout()
+        base_row = QHBoxLayout()
+        base_row.addWidget(self.base_edit, 1)
+        base_row.addWidget(browse)
+        form.addRow("Backbone", QLabel(f"kept from the current model: {parent_name}"))
+        form.addRow("", self.replay_check)
+        form.addRow("Base dataset", base_row)
+        form.addRow("Epochs", self.epochs_spin)
+        form.addRow("Steps per epoch", self.steps_spin)
+        form.addRow("Device", self.device_combo)
+        form.addRow("New model name", self.name_edit)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status_label = QLabel("Choose the case files, then Start.")
+        self.status_label.setWordWrap(True)
+        pg.setConfigOptions(antialias=True)
+        self.loss_plot = pg.PlotWidget(background="w", title="loss per step")
+        self.loss_plot.addLegend()
+        self.contrastive_curve = self.loss_plot.plot(pen=pg.mkPen("#1f77b4", width=2),
+                                                     name="contrastive")
+        self.classification_curve = self.loss_plot.plot(pen=pg.mkPen("#d62728", width=2),
+                                                        name="classification")
+        self.accuracy_plot = pg.PlotWidget(background="w", title="validation accuracy per epoch")
+        self.accuracy_plot.setYRange(0, 1)
+        self.accuracy_curve = self.accuracy_plot.plot(
+            pen=pg.mkPen("#2ca02c", width=2), symbol="o", symbolBrush="#2ca02c"
+        )
+        for plot in (self.loss_plot, self.accuracy_plot):
+            plot.setMenuEnabled(False)
+            plot.setMinimumHeight(160)
+        self.comparison_table = QTableWidget(len(COMPARED), 2)
+        self.comparison_table.setHorizontalHeaderLabels(["current model", "new model"])
+        self.comparison_table.setVerticalHeaderLabels([label for _, label in COMPARED])
+        self.comparison_table.hide()
+        self.log_view = QPlainTextEdit(readOnly=True)
+        self.log_view.hide()
+
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel run")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        self.use_button = QPushButton("Use the new model")
+        self.use_button.clicked.connect(self._use_new)
+        self.use_button.hide()
+        self.close_button = QPushButton("Close")
+        self.close_button.clicked.connect(self.close)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.use_button)
+        buttons.addWidget(self.close_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Case files to learn from (final labels: manual where given, "
+                                "else the assigned type of signed-off cells):"))
+        layout.addWidget(self.case_list)
+        layout.addWidget(add_cases, alignment=Qt.AlignmentFlag.AlignLeft)
+        layout.addLayout(form)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status_label)
+        plots = QHBoxLayout()
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.accuracy_plot)
+        layout.addLayout(plots)
+        layout.addWidget(self.comparison_table)
+        layout.addWidget(self.log_view)
+        layout.addLayout(buttons)
+        self.resize(900, 760)
+        self._steps: list[float] = []
+        self._contrastive: list[float] = []
+        self._classification: list[float] = []
+        self._epochs: list[float] = []
+        self._accuracy: list[float] = []
+
+    # ----------------------------------------------------------------- choosing
+    def _add_case_file(self, path: str, checked: bool = True) -> None:
+        item = QListWidgetItem(display_path(path))
+        item.setData(Qt.ItemDataRole.UserRole, path)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+        item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+        self.case_list.addItem(item)
+
+    def _choose_case_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Case files", "",
+                                                f"karyo case (*{SUFFIX})")
+        for path in paths:
+            self._add_case_file(path)
+
+    def _choose_base(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Base dataset folder")
+        if folder:
+            self.base_edit.setText(folder)
+            self.replay_check.setChecked(True)
+
+    def chosen_case_files(self) -> list[str]:
+        return [
+            self.case_list.item(k).data(Qt.ItemDataRole.UserRole)
+            for k in range(self.case_list.count())
+            if self.case_list.item(k).checkState() == Qt.CheckState.Checked
+        ]
+
+    def plan(self) -> RetrainPlan | str:
+        """The run the form describes, or what is wrong with it."""
+        cases = self.chosen_case_files()
+        if not cases:
+            return "Choose at least one saved case file with corrected cells."
+        missing = [p for p in cases if not os.path.isfile(p)]
+        if missing:
+            return f"{display_path(missing[0])}: case file not found"
+        base = self.base_edit.text().strip() if self.replay_check.isChecked() else ""
+        if base and not os.path.isdir(base):
+            return f"{display_path(base)}: base dataset folder not found"
+        name = self.name_edit.text().strip() or "retrained"
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+        output = runs_folder() / f"{safe}-{datetime.now():%Y%m%d-%H%M%S}"
+        return RetrainPlan(
+            parent=self.parent_model, case_files=cases, name=name, base_data=base or None,
+            epochs=self.epochs_spin.value(), steps_per_epoch=self.steps_spin.value(),
+            device=self.device_combo.currentText(), output=output,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> bool:
+        plan = self.plan()
+        if isinstance(plan, str):
+            self.status_label.setText(plan)
+            return False
+        self.failure, self.comparison, self.new_model = None, None, None
+        for values in (self._steps, self._contrastive, self._classification, self._epochs,
+                       self._accuracy):
+            values.clear()
+        self._redraw()
+        self.comparison_table.hide()
+        self.log_view.hide()
+        self.use_button.hide()
+        self.run = TrainingRun(plan, self)
+        self.run.event.connect(self._on_event)
+        self.run.finished.connect(self._on_finished)
+        self.start_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, 0)
+        self.status_label.setText("Starting the trainer (loading the cells)...")
+        self.run.start()
+        return True
+
+    def cancel(self) -> None:
+        if self.run is not None and self.run.running():
+            self.status_label.setText("Stopping after the current step...")
+            self.run.cancel()
+
+    def running(self) -> bool:
+        return self.run is not None and self.run.running()
+
+    def _on_event(self, record: dict) -> None:
+        kind = record.get("event")
+        if kind == "start":
+            self.status_label.setText(f"Training {record.get('train', '')} on "
+                                      f"{record.get('device', '')}; held out: {record.get('val')}")
+        elif kind == "step":
+            total = int(record.get("total_steps") or 1)
+            step = int(record.get("step") or 0)
+            self.progress.setRange(0, total)
+            self.progress.setValue(step)
+            eta = record.get("eta_seconds")
+            eta_text = f", about {_duration(eta)} left" if isinstance(eta, (int, float)) else ""
+            self.status_label.setText(f"Step {step} of {total} (epoch {record.get('epoch')})"
+                                      f"{eta_text}")
+            self._steps.append(step)
+            self._contrastive.append(record.get("loss_contrastive") or 0.0)
+            self._classification.append(record.get("loss_classification") or 0.0)
+            self._redraw()
+        elif kind == "epoch" and record.get("val_crop_accuracy") is not None:
+            self._epochs.append(record["epoch"])
+            self._accuracy.append(record["val_crop_accuracy"])
+            self._redraw()
+
+    def _redraw(self) -> None:
+        self.contrastive_curve.setData(self._steps, self._contrastive)
+        self.classification_curve.setData(self._steps, self._classification)
+        self.accuracy_curve.setData(self._epochs, self._accuracy)
+
+    def _on_finished(self, succeeded: bool, message: str) -> None:
+        self.start_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if succeeded else 0)
+        if not succeeded:
+            self._fail(message)
+            return
+        from karyo_gui.inference.registry import RegistryError
+
+        done = self.run.done_event()
+        try:
+            self.new_model = self.registry.add(done["best"], self.run.plan.name)
+        except (RegistryError, KeyError) as error:
+            self._fail(f"the new model could not be registered: {error}")
+            return
+        self.comparison = done.get("comparison")
+        self._show_comparison()
+        self.use_button.show()
+        self.status_label.setText(
+            f"Done: {self.new_model.describe()}. It is in the model history; use it now, "
+            "or keep the current model."
+        )
+
+    def _fail(self, message: str) -> None:
+        self.failure = message
+        first, _, tail = message.partition("\n\n")
+        self.status_label.setText(f"Retraining failed: {first}")
+        self.log_view.setPlainText(tail or first)
+        self.log_view.show()
+
+    def _show_comparison(self) -> None:
+        if not self.comparison:
+            self.comparison_table.hide()
+            return
+        for row, (key, _) in enumerate(COMPARED):
+            for column, role in enumerate(("parent", "new")):
+                value = self.comparison.get(role, {}).get(key)
+                text = "–" if value is None else f"{value:.3f}"
+                self.comparison_table.setItem(row, column, QTableWidgetItem(text))
+        cells = self.comparison.get("n_cells", 0)
+        self.comparison_table.setToolTip(f"on {cells} held-out cells of your cases")
+        self.comparison_table.show()
+
+    def _use_new(self) -> None:
+        if self.new_model is not None:
+            self.use_model.emit(str(self.new_model.path))
+            self.use_button.setEnabled(False)
+            self.status_label.setText(f"Now using {self.new_model.describe()}")
+
+    def closeEvent(self, event) -> None:
+        if self.running():
+            answer = QMessageBox.question(
+                self, "Retraining", "A retraining is running. Stop it and close?"
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+            self.run.cancel()
+            self.run.process.waitForFinished(20000)
+        super().closeEvent(event)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class ModelHistoryDialog(QDialog):
+    """Model > Model history: every registered model with its lineage; switch or roll back."""
+
+    use_model = Signal(str)
+
+    def __init__(self, registry: ModelRegistry, current_id: str | None, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Model history")
+        self.registry = registry
+        self.models = registry.models()
+        self.list = QListWidget()
+        for model in self.models:
+            lineage = " ← ".join(m.name for m in registry.lineage(model)[1:])
+            text = model.describe() + (f"\n    lineage: {lineage}" if lineage else "")
+            if model.model_id == current_id:
+                text = "● " + text + "  (in use)"
+            item = QListWidgetItem(text)
+            item.setToolTip(_metrics_text(model))
+            self.list.addItem(item)
+        use = QPushButton("Use this model")
+        use.clicked.connect(self._use)
+        close = QPushButton("Close")
+        close.clicked.connect(self.close)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(use)
+        buttons.addWidget(close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Models on this computer, oldest first. The shipped model is "
+                                "never changed; any model can be taken back into use."))
+        layout.addWidget(self.list)
+        for problem in registry.problems:
+            layout.addWidget(QLabel(problem))
+        layout.addLayout(buttons)
+        self.resize(720, 420)
+
+    def choose(self, model: RegisteredModel) -> None:
+        self.list.setCurrentRow(self.models.index(model))
+        self._use()
+
+    def _use(self) -> None:
+        row = self.list.currentRow()
+        if 0 <= row < len(self.models):
+            self.use_model.emit(str(self.models[row].path))
+            self.close()
+
+
+def _metrics_text(model: RegisteredModel) -> str:
+    lines = []
+    for split, metrics in (model.header.metrics or {}).items():
+        if isinstance(metrics, dict):
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+            if shown:
+                lines.append(f"{split}: {shown}")
+    return "\n".join(lines) or "no metrics stored"

@@ -1,0 +1,161 @@
+"""Retraining from the app, for real: a tiny model fine-tuned on generated corrected cells
+through the dialog, in a trainer process of its own; a killed run loses nothing."""
+
+import pytest
+from PySide6.QtCore import Qt
+
+from karyo_gui.core.case import Case, CellStatus
+from karyo_gui.core.case_file import SUFFIX, save_case
+from karyo_gui.core.labels import ChromosomeType as T
+from karyo_gui.core.synthetic import generate_cell
+from karyo_gui.inference.registry import ModelRegistry
+from karyo_gui.qt.main_window import MainWindow
+from karyo_gui.qt.retrain import RetrainPlan, reviewed_case_files
+from trainer.checkpoint import read_header
+from trainer.cli import main as trainer
+
+TINY = ["--arch", "resnet10t", "--embedding-dim", "32", "--input-height", "64",
+        "--input-width", "32", "--threads", "2"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A small model trained on generated cells: the 'model in use' that gets fine-tuned."""
+    run = tmp_path_factory.mktemp("parent")
+    args = ["train", "--output", str(run), *TINY, "--epochs", "1", "--steps-per-epoch", "2",
+            "--generated-cells", "3", "--val-fraction", "0.34", "--name", "tiny"]  # fmt: skip
+    assert trainer(args) == 0
+    return run / "best.safetensors"
+
+
+@pytest.fixture
+def lab_case(tmp_path):
+    """A saved case of four reviewed cells, one of them with a reviewer's correction."""
+    cells = [generate_cell(k, seed=60 + n, name=f"lab{n}")
+             for n, k in enumerate(["46,XX", "46,XY", "47,XY,+21", "46,XX"])]
+    for cell in cells:
+        cell.set_status(CellStatus.REVIEWED, by="ann")
+    cells[0].set_manual_label(cells[0].chromosomes[0].id, T.CHR2, by="ann")
+    path = tmp_path / f"lab{SUFFIX}"
+    save_case(Case(case_id="lab", cells=cells), path)
+    return path
+
+
+def make_window(qtbot, model):
+    window = MainWindow(load_model=True, model=model)
+    window.ask_on_close = False
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.service.classifier is not None, timeout=60000)
+    return window
+
+
+def start_run(qtbot, window, lab_case, epochs=2, steps=2):
+    window.settings.add_recent(lab_case)
+    dialog = window.open_retrain()
+    assert dialog.chosen_case_files() == [str(lab_case.resolve())]
+    dialog.epochs_spin.setValue(epochs)
+    dialog.steps_spin.setValue(steps)
+    dialog.device_combo.setCurrentText("cpu")
+    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    assert dialog.running()
+    return dialog
+
+
+def test_a_retraining_runs_through_the_dialog_and_the_new_model_can_be_used_and_rolled_back(
+    qtbot, tiny_model, lab_case
+):
+    parent = ModelRegistry().add(tiny_model)
+    window = make_window(qtbot, tiny_model)
+    dialog = start_run(qtbot, window, lab_case)
+    qtbot.waitUntil(lambda: not dialog.running(), timeout=240000)
+    assert dialog.failure is None, dialog.failure
+
+    steps, losses = dialog.contrastive_curve.getData()
+    assert len(steps) >= 2 and all(loss > 0 for loss in losses)  # the events were plotted
+    assert len(dialog.accuracy_curve.getData()[0]) == 2  # one point per epoch
+    assert dialog.progress.value() == dialog.progress.maximum()
+
+    new = dialog.new_model
+    assert new is not None and new.path.parent == ModelRegistry().folder
+    assert [m.model_id for m in ModelRegistry().lineage(new)] == [new.model_id, parent.model_id]
+    held_out = new.header.training_data["val"]
+    assert held_out["sources"] == [f"case:{lab_case.name}"] and held_out["n_cells"] == 1
+    assert not dialog.comparison_table.isHidden()
+    assert set(dialog.comparison) >= {"parent", "new"}
+
+    qtbot.mouseClick(dialog.use_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.service.classifier.model_id == new.model_id, timeout=60000)
+    assert window.settings.model_path == str(new.path)
+
+    history = window.show_model_history()
+    history.choose(next(m for m in history.models if m.model_id == parent.model_id))
+    qtbot.waitUntil(lambda: window.service.classifier.model_id == parent.model_id, timeout=60000)
+    assert read_header(tiny_model).model_id == parent.model_id  # nothing overwritten
+
+
+def test_a_killed_run_leaves_the_model_and_the_cases_as_they_were(qtbot, tiny_model, lab_case):
+    before = lab_case.read_bytes()
+    window = make_window(qtbot, tiny_model)
+    in_use = window.service.classifier.model_id
+    dialog = start_run(qtbot, window, lab_case, epochs=50, steps=50)
+    qtbot.waitUntil(lambda: any(e["event"] == "start" for e in dialog.run.events), timeout=60000)
+    dialog.run.process.kill()  # as if the system killed it (out of memory...)
+    qtbot.waitUntil(lambda: dialog.failure is not None, timeout=30000)
+    assert "killed" in dialog.failure and "unchanged" in dialog.failure
+    assert not dialog.log_view.isHidden()
+    assert dialog.new_model is None
+    assert [m for m in ModelRegistry().models() if not m.shipped] == []
+    assert window.service.classifier.model_id == in_use
+    assert lab_case.read_bytes() == before
+
+
+def test_a_cancelled_run_stops_cleanly(qtbot, tiny_model, lab_case):
+    window = make_window(qtbot, tiny_model)
+    dialog = start_run(qtbot, window, lab_case, epochs=50, steps=50)
+    qtbot.waitUntil(lambda: any(e["event"] == "start" for e in dialog.run.events), timeout=60000)
+    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.failure is not None, timeout=60000)
+    assert dialog.failure.startswith("cancelled")
+    assert any(e["event"] == "interrupted" for e in dialog.run.events)  # stopped between steps
+
+
+def test_a_run_that_fails_shows_the_trainers_message(qtbot, tiny_model, lab_case, tmp_path):
+    window = make_window(qtbot, tiny_model)
+    window.settings.add_recent(lab_case)
+    dialog = window.open_retrain()
+    dialog.replay_check.setChecked(True)
+    dialog.base_edit.setText(str(tmp_path))  # a folder, but no dataset in it
+    dialog.device_combo.setCurrentText("cpu")
+    assert dialog.start()
+    qtbot.waitUntil(lambda: dialog.failure is not None, timeout=120000)
+    assert "exit status" in dialog.failure
+    assert "no cell folders" in dialog.log_view.toPlainText()  # the trainer's own words
+
+
+def test_the_dialog_offers_only_reviewed_case_files_and_refuses_an_empty_choice(
+    qtbot, tiny_model, lab_case, tmp_path
+):
+    unreviewed = tmp_path / f"new{SUFFIX}"
+    save_case(Case(case_id="new", cells=[generate_cell("46,XY", seed=1)]), unreviewed)
+    assert reviewed_case_files([str(unreviewed), str(lab_case), "nowhere.karyo.json"]) == [
+        str(lab_case)
+    ]
+    window = make_window(qtbot, tiny_model)
+    dialog = window.open_retrain()
+    assert dialog.chosen_case_files() == []
+    assert not dialog.start()
+    assert "case file" in dialog.status_label.text()
+
+
+def test_the_plan_is_the_trainers_command_line(tmp_path):
+    data = tmp_path / "gband"
+    (data / "splits").mkdir(parents=True)
+    (data / "splits" / "train.txt").write_text("a\n")
+    plan = RetrainPlan(parent=tmp_path / "m.safetensors", case_files=["a.karyo.json"],
+                       name="lab", base_data=str(data), output=tmp_path / "run")
+    command = plan.command()
+    assert command[1:4] == ["-m", "trainer", "train"]
+    assert command[command.index("--init-checkpoint") + 1] == str(tmp_path / "m.safetensors")
+    assert command[command.index("--train-cells") + 1] == str(data / "splits" / "train.txt")
+    assert "--events" in command and "jsonl" in command
