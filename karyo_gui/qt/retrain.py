@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -472,8 +473,14 @@ class RetrainDialog(QDialog):
                 text = "–" if value is None else f"{value:.3f}"
                 self.comparison_table.setItem(row, column, QTableWidgetItem(text))
         cells = self.comparison.get("n_cells", 0)
-        self.comparison_table.setToolTip(f"on {cells} held-out cells of your cases")
-        self.comparison_table.show()
+        table = self.comparison_table
+        table.setToolTip(f"on {cells} held-out cells of your cases")
+        table.setHorizontalHeaderLabels([f"current model ({cells} held-out cells)", "new model"])
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        table.resizeRowsToContents()
+        height = table.horizontalHeader().height() + 2 * table.frameWidth()
+        table.setFixedHeight(height + sum(table.rowHeight(r) for r in range(table.rowCount())))
+        table.show()
 
     def _use_new(self) -> None:
         if self.new_model is not None:
