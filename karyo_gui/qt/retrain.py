@@ -92,6 +92,7 @@ class RetrainPlan:
     steps_per_epoch: int = 0  # 0: one pass over the training crops
     device: str = "auto"
     val_fraction: float = 0.25  # of the lab's cells held out to compare old and new
+    lr: float = 2e-4  # gentler than training from scratch: learn the lab, keep the rest
     output: Path = field(default_factory=lambda: runs_folder() / "run")
 
     def command(self) -> list[str]:
@@ -99,6 +100,7 @@ class RetrainPlan:
             sys.executable, "-m", "trainer", "train", "--events", "jsonl",
             "--init-checkpoint", str(self.parent), "--case-files", *self.case_files,
             "--val-fraction", str(self.val_fraction), "--epochs", str(self.epochs),
+            "--lr", str(self.lr),
             "--device", self.device, "--output", str(self.output), "--name", self.name,
         ]  # fmt: skip
         if self.steps_per_epoch:
