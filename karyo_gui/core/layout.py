@@ -98,11 +98,7 @@ def karyogram_layout(
 ) -> KaryogramLayout:
     """Lay out a cell's chromosomes by their current label (``Chromosome.label``)."""
     style = style or LayoutStyle()
-    sizes = {c.id: c.size for c in chromosomes}
-    tallest_px = max((height for _, height in sizes.values()), default=0) or 1
-    if scale is None:
-        scale = style.tallest / tallest_px
-    widths = [w for w, _ in sizes.values() if w > 0]
+    sizes, scale, widths = _common_scale(chromosomes, style, scale)
     typical_width = (float(np.median(widths)) if widths else 20.0) * scale
     empty_height = style.tallest * 0.25
 
@@ -172,6 +168,18 @@ def karyogram_layout(
     )
 
 
+def _common_scale(
+    chromosomes: Sequence[Chromosome], style: LayoutStyle, scale: float | None
+) -> tuple[dict[str, tuple[int, int]], float, list[int]]:
+    """Displayed sizes, the one scale of the cell (its tallest crop is ``style.tallest``
+    high unless ``scale`` is given) and the widths of the pictured crops."""
+    sizes = {c.id: c.size for c in chromosomes}
+    if scale is None:
+        tallest_px = max((height for _, height in sizes.values()), default=0) or 1
+        scale = style.tallest / tallest_px
+    return sizes, scale, [w for w, _ in sizes.values() if w > 0]
+
+
 def _slot(
     chromosome_type: ChromosomeType, x: float, y: float, width: float, height: float,
     style: LayoutStyle,
@@ -219,11 +227,7 @@ def gallery_layout(
     metaphase gallery. Each crop stands on its line above a label strip of its own; there are
     no type slots (``slots`` is empty)."""
     style = style or LayoutStyle()
-    sizes = {c.id: c.size for c in chromosomes}
-    tallest_px = max((height for _, height in sizes.values()), default=0) or 1
-    if scale is None:
-        scale = style.tallest / tallest_px
-    widths = [w for w, _ in sizes.values() if w > 0]
+    sizes, scale, widths = _common_scale(chromosomes, style, scale)
     cell_width = (max(widths) if widths else 20.0) * scale + style.homolog_gap
     placements: dict[str, Rect] = {}
     y = style.margin

@@ -682,18 +682,18 @@ class MainWindow(QMainWindow):
 
     def reassign(self, chromosome_id: str, label: ChromosomeType) -> bool:
         """Give a chromosome of the cell shown another type (undoable); False if nothing changed."""
-        cell = self.current_cell
-        if cell is None or not self._editable(cell):
-            self.scene.relayout()
-            return False
-        return self._push(reassign(cell, chromosome_id, label, self.settings.reviewer))
+        return self._edit(lambda cell, by: reassign(cell, chromosome_id, label, by))
 
     def swap(self, first_id: str, second_id: str) -> bool:
+        return self._edit(lambda cell, by: swap(cell, first_id, second_id, by))
+
+    def _edit(self, make) -> bool:
+        """Push the edit ``make(cell, reviewer)`` builds; a refused drag goes back in place."""
         cell = self.current_cell
         if cell is None or not self._editable(cell):
             self.scene.relayout()
             return False
-        return self._push(swap(cell, first_id, second_id, self.settings.reviewer))
+        return self._push(make(cell, self.settings.reviewer))
 
     def rotate_selected(self) -> bool:
         return self._turn(turn)
