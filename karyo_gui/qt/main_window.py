@@ -880,20 +880,17 @@ class MainWindow(QMainWindow):
         return str(folder / f"{cell.name if cell else 'karyogram'}{suffix}")
 
     def _choose_png(self) -> None:
-        if self.current_cell is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export karyogram", self._suggest(".png"),
-                                              "PNG image (*.png)")
-        if path:
-            self.export_png(Path(path))
+        self._choose_export("Export karyogram", ".png", "PNG image (*.png)", self.export_png)
 
     def _choose_pdf(self) -> None:
+        self._choose_export("Export report", ".pdf", "PDF (*.pdf)", self.export_pdf)
+
+    def _choose_export(self, title: str, suffix: str, kinds: str, export) -> None:
         if self.current_cell is None:
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Export report", self._suggest(".pdf"),
-                                              "PDF (*.pdf)")
+        path, _ = QFileDialog.getSaveFileName(self, title, self._suggest(suffix), kinds)
         if path:
-            self.export_pdf(Path(path))
+            export(Path(path))
 
     def export_png(self, path: Path) -> Path | None:
         return self._export(path, ".png", lambda p: export_karyogram_png(self.current_cell, p))
