@@ -198,6 +198,20 @@ def test_saving_leaves_no_temporary_files(case, case_dir):
     assert set(os.listdir(case_dir)) == before | {"patient.karyo.json"}
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_saving_keeps_the_permissions_a_lab_gave_the_case_file(case, case_dir):
+    path = case_dir / "patient.karyo.json"
+    previous = os.umask(0o022)
+    try:
+        save_case(case, path)
+        assert path.stat().st_mode & 0o777 == 0o644  # a new file: what the umask gives
+        path.chmod(0o664)  # shared with the lab's group
+        save_case(case, path)
+        assert path.stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(previous)
+
+
 def test_a_failed_save_keeps_the_old_file(case, case_dir, monkeypatch):
     path = case_dir / "patient.karyo.json"
     save_case(case, path)

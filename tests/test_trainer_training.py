@@ -171,6 +171,30 @@ def test_a_killed_run_resumes_where_it_stopped(dataset, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("damage", ["truncated", "code"])
+def test_a_damaged_or_hostile_training_state_is_refused_by_resume(
+    dataset, tmp_path, capsys, damage
+):
+    import pickle
+
+    run = tmp_path / "run"
+    run.mkdir()
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    state = pickle.dumps(Payload()) if damage == "code" else b"PK\x03\x04 half a zip"
+    (run / "state.pt").write_bytes(state)
+    status = trainer(train_args(dataset, run, "--epochs", "1", "--steps-per-epoch", "2",
+                                "--resume"))
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "state.pt" in error and "cannot be resumed" in error and "Traceback" not in error
+    assert not marker.exists()
+
+
 def test_two_processes_under_torchrun_end_with_identical_weights(dataset, tmp_path):
     run = tmp_path / "ddp"
     args = train_args(dataset, run, "--epochs", "1", "--steps-per-epoch", "3", "--save-every-rank")

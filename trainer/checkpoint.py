@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from karyo_gui import __version__
 from karyo_gui.core.labels import N_TYPES, ChromosomeType
+from karyo_gui.core.privacy import without_private_paths
 from trainer.model import ChromosomeNet, known_architecture
 from trainer.preprocessing import Preprocessing
 
@@ -121,10 +122,16 @@ def save_checkpoint(
 ) -> Path:
     """Write the model atomically: a crash leaves the previous file intact.
 
+    Absolute paths in the header's training data, metrics, config and parent are reduced
+    to file names (``karyo_gui.core.privacy``).
+
     ``dtype=torch.float16`` stores floating-point weights at half size (the shipped model);
     loading converts them back to the model's float32 parameters.
     """
     path = Path(path)
+    # a model file travels to other labs: it names its inputs, not this machine's folders
+    for part in ("training_data", "metrics", "config", "parent"):
+        setattr(header, part, without_private_paths(getattr(header, part)))
     state = {}
     for name, tensor in net.state_dict().items():
         tensor = tensor.detach().cpu()

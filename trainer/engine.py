@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from trainer.batches import Augmentation, PairwiseClassBalancedSampler, augment
-from trainer.checkpoint import ModelHeader, load_checkpoint, save_checkpoint
+from trainer.checkpoint import CheckpointError, ModelHeader, load_checkpoint, save_checkpoint
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import (
     CropSet,
@@ -260,13 +260,20 @@ class TrainingRun:
         path = self.folder / "state.pt"
         if not path.is_file():
             return
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.net.load_state_dict(state["model"])
-        self.optimiser.load_state_dict(state["optimiser"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.start_epoch = int(state["epoch"])
-        self.best_accuracy = float(state["best_accuracy"])
-        self.history = list(state.get("history", []))
+        try:  # weights_only: tensors and plain containers; anything carrying code is refused
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.net.load_state_dict(state["model"])
+            self.optimiser.load_state_dict(state["optimiser"])
+            self.schedule.load_state_dict(state["schedule"])
+            self.start_epoch = int(state["epoch"])
+            self.best_accuracy = float(state["best_accuracy"])
+            self.history = list(state.get("history", []))
+        except Exception as error:  # damaged, of another run's model, or not ours at all
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise CheckpointError(
+                f"{path}: the saved training state cannot be resumed ({first}); "
+                "start the run again without --resume, or into another --output folder"
+            ) from None
         seed = self.config.seed + self.rank + 7919 * self.start_epoch
         self.sampler.rng = np.random.default_rng(seed)
         self.generator.manual_seed(seed)

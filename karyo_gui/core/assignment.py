@@ -130,14 +130,19 @@ def _check(probabilities: np.ndarray) -> np.ndarray:
 
 
 def _solve(
-    costs: np.ndarray, expected: np.ndarray, loss: np.ndarray, gain: np.ndarray
+    costs: np.ndarray,
+    expected: np.ndarray,
+    loss: np.ndarray,
+    gain: np.ndarray,
+    fixed_counts: np.ndarray,
 ) -> tuple[np.ndarray, float]:
     """The best types for one baseline (expected copies per type) and the labelling's cost."""
     n = len(costs)
     extra = 2 + max(0, math.ceil((n - int(expected.sum())) / N_TYPES))
     slot_type, slot_offset = [], []
     for t in range(N_TYPES):
-        for copy in range(int(expected[t]) + extra):
+        # room for every crop a reviewer fixed to the type, however many that is
+        for copy in range(max(int(expected[t]) + extra, int(fixed_counts[t]))):
             surplus = copy + 1 - expected[t]
             slot_type.append(t)
             slot_offset.append(-loss[t] if surplus <= 0 else gain[t] * surplus)
@@ -166,11 +171,15 @@ def assign_types(
     probabilities = _check(probabilities)
     predicted = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
     costs = -np.log(np.clip(probabilities, _FLOOR, None))
+    fixed_counts = np.zeros(N_TYPES, np.int64)
     for index, chromosome_type in (fixed or {}).items():
         if not (0 <= index < len(costs) and 0 <= chromosome_type < N_TYPES):
             raise ValueError(f"cannot fix crop {index} to type index {chromosome_type}")
-        costs[index] = -math.log(_FLOOR)
+        # forbidden, not merely improbable: a finite cost was outbid by the gain penalty
+        # of a third or fourth copy, and the solver overruled the reviewer
+        costs[index] = np.inf
         costs[index, chromosome_type] = 0.0
+        fixed_counts[chromosome_type] += 1
     results = []
     for sex, copies_of_x in _BASELINES.items():
         expected = np.full(N_TYPES, 2)
@@ -180,7 +189,7 @@ def assign_types(
         loss = prior.loss_penalties
         if sex == "XY":  # 45,X as a syndrome comes from the XX side; here it is a lost X
             loss[_X] = -math.log(prior.loss)
-        types, cost = _solve(costs, expected, loss, prior.gain_penalties)
+        types, cost = _solve(costs, expected, loss, prior.gain_penalties, fixed_counts)
         results.append((cost - math.log(share), types))
     results.sort(key=lambda result: result[0])
     (cost, types), (alternative_cost, alternative_types) = results

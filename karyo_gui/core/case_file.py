@@ -15,9 +15,12 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import glob
 import json
 import os
+import stat
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -64,16 +67,28 @@ def save_case(case: Case, path: str | os.PathLike) -> None:
     write_atomically(path, json.dumps(document, indent=1, allow_nan=False))
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that readers only ever see the old or new file."""
+STALE_TEMPORARY_SECONDS = 60.0  # a save takes milliseconds; older temporaries are orphans
+
+
+def write_atomically(path: Path, text: str, errors: str = "strict") -> None:
+    """Replace ``path`` with ``text`` so that readers only ever see the old or new file.
+
+    A process killed mid-save leaves its temporary file behind (never the target half
+    written); the next save of the same file removes such orphans. The file keeps the
+    permissions it had (a case folder shared by a lab stays readable to colleagues); a new
+    one gets those the user's umask gives.
+    """
+    mode = _permissions_for(path)
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed below, before the rename)
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-        delete=False,
+        "w", encoding="utf-8", errors=errors, dir=path.parent, prefix=f".{path.name}.",
+        suffix=".tmp", delete=False,
     )
     try:
         with handle:
             handle.write(text)
             handle.flush()
+            with contextlib.suppress(OSError, NotImplementedError):  # e.g. a FAT USB stick
+                os.chmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
     except BaseException:
@@ -86,6 +101,40 @@ def write_atomically(path: Path, text: str) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
+    remove_orphan_temporaries(path)
+
+
+def _permissions_for(path: Path) -> int:
+    """The mode ``path`` has, or the one a plain new file gets (tempfile's would be 0600)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    try:  # Linux names it without changing it (os.umask would, for every thread, a moment)
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def remove_orphan_temporaries(path: Path, older_than: float = STALE_TEMPORARY_SECONDS) -> int:
+    """Delete temporary files of earlier, killed saves of ``path``; how many were removed."""
+    removed = 0
+    now = time.time()
+    for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - orphan.stat().st_mtime > older_than:
+                orphan.unlink()
+                removed += 1
+    return removed
 
 
 def load_case(path: str | os.PathLike) -> Case:

@@ -95,7 +95,8 @@ def decode_crop(data: bytes, path: str | os.PathLike = "<memory>") -> np.ndarray
         ) from None
     except UnidentifiedImageError:
         raise CropReadError(path, "not a readable image (unknown or corrupt format)") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
+    except (OSError, ValueError, SyntaxError, EOFError, TypeError) as error:
+        # TypeError: Pillow meets a tag of the wrong type in a damaged TIFF (a float offset)
         raise CropReadError(path, f"corrupt or truncated image ({error})") from None
     return _to_grey8(image, path)
 
@@ -114,12 +115,16 @@ def _check_size(path: str | os.PathLike, width: int, height: int) -> None:
 
 
 def _to_grey8(image: Image.Image, path: str | os.PathLike) -> np.ndarray:
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)  # a multi-page TIFF: the first page is the crop
+    # a multi-page TIFF: Image.open stands on the first page, the crop, and load() read it.
+    # The other pages are never looked at (not even counted): a damaged later page must
+    # not refuse a good crop, and counting them is what raised TypeError on one.
     mode = image.mode
     alpha = None
     if mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA") if mode in ("P", "PA") else image
+        # premultiplied alpha (La, RGBa: TIFF's associated alpha) has a lower-case "a"
+        # band, so it is unpremultiplied first; getchannel("A") would raise on it
+        straight = {"P": "RGBA", "PA": "RGBA", "La": "LA", "RGBa": "RGBA"}.get(mode)
+        rgba = image.convert(straight) if straight else image
         alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
         image = rgba.convert("L") if rgba.mode != "LA" else rgba.getchannel("L")
         mode = image.mode

@@ -28,6 +28,7 @@ from karyo_gui.core.images import CropReadError, is_image_file, read_crop_and_ha
 from karyo_gui.core.labels import ChromosomeType
 
 _IGNORED_FILES = {"thumbs.db", "desktop.ini"}
+MAX_CELL_CHROMOSOMES = 120  # above a near-tetraploid cell (92) with some debris: not one cell
 
 
 class CellLoadError(Exception):
@@ -111,8 +112,14 @@ def load_cell(folder: str | os.PathLike, name: str | None = None) -> Cell:
     if not chromosomes:
         detail = f" ({len(problems)} file(s) unusable, e.g. {problems[0]})" if problems else ""
         raise CellLoadError(f"{display_path(folder)}: no chromosome images found{detail}")
+    if len(chromosomes) > MAX_CELL_CHROMOSOMES:
+        problems.insert(0, (
+            f"{display_path(folder)}: {len(chromosomes)} chromosome images, far more than one "
+            "metaphase cell holds (46, or about 92 near-tetraploid); are several cells in "
+            "one folder? (give each cell its own folder)"
+        ))
     return Cell(
-        name=name or folder.name,
+        name=name or display_path(folder.name),  # a label: shown, never used as a path
         chromosomes=chromosomes,
         source=str(folder.resolve()),
         problems=problems,

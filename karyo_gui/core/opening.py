@@ -36,7 +36,7 @@ def open_case(path: str | os.PathLike) -> Case:
     dataset = load_dataset(path)
     per_cell = {problem for cell in dataset.cells for problem in cell.problems}
     return Case(
-        case_id=path.name,
+        case_id=display_path(path.name),
         cells=dataset.cells,
         problems=[problem for problem in dataset.problems if problem not in per_cell],
     )

@@ -9,7 +9,6 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from karyo_gui.qt.main_window import MainWindow
-from karyo_gui.qt.settings import pending_recoveries
 
 ICON = Path(__file__).resolve().parents[2] / "resources" / "karyo.svg"
 
@@ -29,12 +28,5 @@ def run_app(path: str | None = None, example: str | None = None) -> int:
     window.show()
     if path is None or not window.open_path(path):
         window.open_example(example) if example else window.open_example()
-    found = pending_recoveries()
-    if found:
-        window.statusBar().showMessage(
-            f"Unsaved edits from an earlier session ({found[0].describe()}"
-            f"{f' and {len(found) - 1} more' if len(found) > 1 else ''}): "
-            "File > Recover unsaved edits",
-            30000,
-        )
+    window.offer_recovery()
     return app.exec()

@@ -352,7 +352,9 @@ class MainWindow(QMainWindow):
         try:
             case = open_case(path)
         except OpenError as error:
-            self.show_error(str(error))
+            self.show_error(str(error))  # the case that is open stays as it is
+            return False
+        if not self.settle_unsaved("opening another case"):
             return False
         is_file = Path(path).is_file()
         self.set_case(case, Path(path) if is_file else None, origin=str(Path(path).resolve()))
@@ -366,14 +368,69 @@ class MainWindow(QMainWindow):
         return True
 
     def open_example(self, karyotype: str = EXAMPLE_KARYOTYPES[0]) -> None:
-        self.set_case(example_case(karyotype), None, origin="")
+        if self.settle_unsaved("opening the example cell"):
+            self.set_case(example_case(karyotype), None, origin="")
+
+    def settle_unsaved(self, doing: str) -> bool:
+        """Before the open case is replaced or the window closed: keep its unsaved edits.
+
+        The edits are written to the recovery file first, whatever happens next; then the
+        user is asked to save, discard or cancel (when ``ask_on_close``). False: cancelled.
+        """
+        if not self._dirty or self.case is None:
+            return True
+        self.autosave()
+        if not self.ask_on_close:
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved edits",
+            f"Save the changes to {self.case.case_id} before {doing}?\n(Unsaved edits can "
+            "be recovered later from File > Recover unsaved edits.)",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel,
+        )
+        if answer == QMessageBox.StandardButton.Cancel or (
+            answer == QMessageBox.StandardButton.Save and not self.save()
+        ):
+            return False
+        if answer == QMessageBox.StandardButton.Discard:
+            discard_recovery(recovery_path(self.case.case_id, self.origin))
+        return True
+
+    def offer_recovery(self) -> QMessageBox | None:
+        """At start: offer the edits an earlier session autosaved but never saved."""
+        found = pending_recoveries()
+        if not found:
+            return None
+        more = (f"\n\nand {len(found) - 1} more (File > Recover unsaved edits)"
+                if len(found) > 1 else "")
+        box = QMessageBox(
+            QMessageBox.Icon.Question, "Recover unsaved edits",
+            "karyo stopped before these edits were saved:\n\n"
+            f"{found[0].describe()}{more}\n\nOpen them now?",
+            QMessageBox.StandardButton.NoButton, self,
+        )
+        recover = box.addButton("Recover", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(recover)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def answered() -> None:
+            self.pending_question = None
+            if box.clickedButton() is recover:
+                self.recover(found[0])
+
+        box.finished.connect(answered)
+        self.pending_question = box
+        box.open()
+        return box
 
     def set_case(self, case: Case, case_path: Path | None, origin: str = "") -> None:
         self.service.forget()
         self.undo_group.setActiveStack(None)
         for stack in self._stacks.values():
             self.undo_group.removeStack(stack)
-            stack.deleteLater()
+            stack.setParent(None)  # freed with _stacks now; deleteLater waits for the event loop
         self._stacks.clear()
         self.case, self.case_path, self.origin = case, case_path, origin
         self._dirty = False
@@ -469,6 +526,8 @@ class MainWindow(QMainWindow):
             case = load_case(recovery.path)
         except OpenError as error:
             self.show_error(str(error))
+            return False
+        if not self.settle_unsaved("recovering other edits"):
             return False
         origin = recovery.origin
         case_path = Path(origin) if origin.endswith(SUFFIX) else None
@@ -860,8 +919,8 @@ class MainWindow(QMainWindow):
         recovery = recovery_path(self.case.case_id, self.origin)
         try:
             recovery.parent.mkdir(parents=True, exist_ok=True)
+            write_origin(recovery, self.origin)  # first: a recovery file always has its origin
             save_case(self.case, recovery)
-            write_origin(recovery, self.origin)
         except (OSError, ValueError) as error:
             self.statusBar().showMessage(f"Autosave failed: {error}", 10000)
             return None
@@ -1011,23 +1070,9 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def closeEvent(self, event) -> None:
-        if self._dirty:
-            self.autosave()  # whatever the answer, the edits are safe on disk first
-            if self.ask_on_close:
-                answer = QMessageBox.question(
-                    self, "Unsaved edits",
-                    "Save the changes to this case before closing?\n(Unsaved edits can be "
-                    "recovered later from File > Recover unsaved edits.)",
-                    QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-                    | QMessageBox.StandardButton.Cancel,
-                )
-                if answer == QMessageBox.StandardButton.Cancel or (
-                    answer == QMessageBox.StandardButton.Save and not self.save()
-                ):
-                    event.ignore()
-                    return
-                if answer == QMessageBox.StandardButton.Discard and self.case is not None:
-                    discard_recovery(recovery_path(self.case.case_id, self.origin))
+        if not self.settle_unsaved("closing"):
+            event.ignore()
+            return
         if self.retrain_dialog is not None and self.retrain_dialog.running():
             if self.ask_on_close and QMessageBox.question(
                 self, "Retraining", "A retraining is running. Stop it and quit?"

@@ -7,8 +7,10 @@ user's data folder, one case file per case, so that a crash loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +19,7 @@ import platformdirs
 from PySide6.QtCore import QSettings
 
 from karyo_gui.core.case import current_user
-from karyo_gui.core.case_file import SUFFIX
+from karyo_gui.core.case_file import SUFFIX, remove_orphan_temporaries, write_atomically
 
 APP = "karyo"
 MAX_RECENT = 10
@@ -36,6 +38,7 @@ class Settings:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or config_dir() / f"{APP}.ini"
+        _remove_dead_lock(self.path.with_name(self.path.name + ".lock"))
         self.store = QSettings(str(self.path), QSettings.Format.IniFormat)
 
     def _get(self, key: str, default, kind=str):
@@ -109,6 +112,18 @@ class Settings:
         self.store.sync()
 
 
+def _remove_dead_lock(lock: Path, older_than: float = 1.0) -> None:
+    """Remove an empty settings lock file left by a process killed while taking it.
+
+    QSettings cannot tell whose lock an empty file is, so it would wait its 30-second stale
+    time before every write, freezing the window at the next start.
+    """
+    with contextlib.suppress(OSError):
+        info = lock.stat()
+        if info.st_size == 0 and time.time() - info.st_mtime > older_than:
+            lock.unlink()
+
+
 # ------------------------------------------------------------------ recovery of unsaved edits
 @dataclass(frozen=True)
 class Recovery:
@@ -126,21 +141,31 @@ class Recovery:
 
 def recovery_path(case_id: str, origin: str | os.PathLike | None) -> Path:
     """Where the edits of this case are autosaved: one file per case and origin."""
-    key = hashlib.sha256(f"{case_id}\0{origin or ''}".encode()).hexdigest()[:12]
+    # a folder name that is not valid UTF-8 is kept as its bytes (surrogateescape)
+    key = hashlib.sha256(
+        f"{case_id}\0{origin or ''}".encode("utf-8", "surrogateescape")
+    ).hexdigest()[:12]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in case_id)[:40] or "case"
     return recovery_dir() / f"{safe}-{key}{SUFFIX}"
 
 
 def write_origin(recovery: Path, origin: str | os.PathLike | None) -> None:
+    """Note where the case came from beside its recovery file (atomically: kills happen)."""
     origin_file = recovery.with_name(recovery.name + ".origin")
     text = str(origin or "")
-    if not origin_file.is_file() or origin_file.read_text(encoding="utf-8") != text:
-        origin_file.write_text(text, encoding="utf-8")
+    try:
+        unchanged = origin_file.read_text(encoding="utf-8", errors="surrogateescape") == text
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        write_atomically(origin_file, text, errors="surrogateescape")
 
 
 def discard_recovery(recovery: Path) -> None:
+    """Drop a case's autosaved edits (saved or discarded), and what killed autosaves left."""
     for path in (recovery, recovery.with_name(recovery.name + ".origin")):
         path.unlink(missing_ok=True)
+        remove_orphan_temporaries(path)  # else only a later autosave of this case would
 
 
 def pending_recoveries() -> list[Recovery]:
@@ -152,7 +177,10 @@ def pending_recoveries() -> list[Recovery]:
     for path in folder.glob(f"*{SUFFIX}"):
         origin_file = path.with_name(path.name + ".origin")
         try:
-            origin = origin_file.read_text(encoding="utf-8") if origin_file.is_file() else ""
+            origin = (
+                origin_file.read_text(encoding="utf-8", errors="surrogateescape")
+                if origin_file.is_file() else ""
+            )
             saved = datetime.fromtimestamp(path.stat().st_mtime)
         except (OSError, UnicodeDecodeError):
             continue
