@@ -11,12 +11,13 @@ labels the cell has when the result arrives.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from karyo_gui.core.case import Cell, CellStatus
 from karyo_gui.core.labels import ChromosomeType
@@ -80,6 +81,12 @@ class _Worker(QObject):
         self.attention_done.emit(token, cell, chromosome_id, result)
 
 
+def _stop(thread: QThread) -> None:
+    with contextlib.suppress(RuntimeError):  # its C++ object is gone: nothing runs
+        thread.quit()
+        thread.wait()
+
+
 class ModelService(QObject):
     """What the window knows of the model: ask, and be told by signals."""
 
@@ -117,6 +124,13 @@ class ModelService(QObject):
         self._worker.classify_failed.connect(self._on_classify_failed)
         self._worker.attention_done.connect(self._on_attention)
         self._worker.attention_failed.connect(self._on_attention_failed)
+        # a window dropped without being closed (or the app quitting around it) must still
+        # stop the thread: Qt aborts the process when a running QThread is destroyed
+        thread = self._thread
+        self.destroyed.connect(lambda: _stop(thread))
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
         self._thread.start()
 
     # ----------------------------------------------------------------- asking
@@ -159,8 +173,7 @@ class ModelService(QObject):
     def shutdown(self) -> None:
         """Stop the worker thread (waits for the request it is on)."""
         self._queue.clear()
-        self._thread.quit()
-        self._thread.wait()
+        _stop(self._thread)
 
     # ---------------------------------------------------------------- answers
     def _next(self) -> None:
