@@ -352,6 +352,7 @@ def test_opening_another_case_with_unsaved_edits_asks_first(
     else:
         assert_work_kept(window, cell, karyotype)
         assert len(pending_recoveries()) == 1  # written before asking, whatever the answer
+    window.ask_on_close = False  # let the test's teardown close it
 
 
 def test_a_settings_lock_left_by_a_killed_app_does_not_freeze_the_next_start(tmp_path):
