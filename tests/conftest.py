@@ -13,3 +13,16 @@ def _own_settings(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("user")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+
+
+@pytest.fixture
+def window(qtbot):
+    """A review window without a model (generated cells keep the types they were made with),
+    closed by qtbot at the end of the test."""
+    from karyo_gui.qt.main_window import MainWindow
+
+    window = MainWindow(load_model=False)
+    window.ask_on_close = False
+    qtbot.addWidget(window)
+    window.show()
+    return window

@@ -18,15 +18,6 @@ from karyo_gui.qt.settings import Settings, pending_recoveries, recovery_dir
 
 
 @pytest.fixture
-def window(qtbot):
-    window = MainWindow(load_model=False)
-    window.ask_on_close = False
-    qtbot.addWidget(window)
-    window.show()
-    return window
-
-
-@pytest.fixture
 def edited(window, tmp_path):
     """A cell opened from its folder with one chromosome moved by hand, not yet saved."""
     folder = write_cell(generate_cell("46,XY", seed=5), tmp_path / "P7.1.tiff", labelled=False)

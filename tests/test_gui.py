@@ -9,15 +9,6 @@ from karyo_gui.core.synthetic import generate_cell
 from karyo_gui.qt.main_window import MainWindow
 
 
-@pytest.fixture
-def window(qtbot):
-    window = MainWindow(load_model=False)
-    window.ask_on_close = False
-    qtbot.addWidget(window)
-    window.show()
-    return window
-
-
 def test_example_cell_is_laid_out_as_a_karyogram(window):
     window.open_example("46,XY")
     assert window.karyotype_label.text() == "46,XY"

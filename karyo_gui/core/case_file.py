@@ -64,7 +64,9 @@ def save_case(case: Case, path: str | os.PathLike) -> None:
         "written_by": f"karyo {__version__}",
         "case": _case_to_dict(case, path.parent.resolve()),
     }
-    write_atomically(path, json.dumps(document, indent=1, allow_nan=False))
+    # compact: the C encoder (indent falls back to the pure-Python one, 4x slower: a 200-cell
+    # case took 0.5 s per autosave)
+    write_atomically(path, json.dumps(document, allow_nan=False, separators=(",", ":")))
 
 
 STALE_TEMPORARY_SECONDS = 60.0  # a save takes milliseconds; older temporaries are orphans
