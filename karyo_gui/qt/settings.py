@@ -112,11 +112,12 @@ class Settings:
         self.store.sync()
 
 
-def _remove_dead_lock(lock: Path, older_than: float = 1.0) -> None:
+def _remove_dead_lock(lock: Path, older_than: float = 0.2) -> None:
     """Remove an empty settings lock file left by a process killed while taking it.
 
     QSettings cannot tell whose lock an empty file is, so it would wait its 30-second stale
-    time before every write, freezing the window at the next start.
+    time before every write, freezing the window at the next start. A live process writes
+    its id into the lock microseconds after creating it: one empty for 0.2 s is dead.
     """
     with contextlib.suppress(OSError):
         info = lock.stat()
