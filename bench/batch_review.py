@@ -24,7 +24,6 @@ temporary folder) when the data folder is absent.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import os
 import resource
@@ -43,6 +42,7 @@ from PySide6.QtCore import QObject, Qt, qInstallMessageHandler
 from PySide6.QtGui import QUndoStack
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
+from review_window import wait_for, window_with_model
 
 from karyo_gui.core.case import Cell
 from karyo_gui.core.case_file import SUFFIX
@@ -63,50 +63,14 @@ def quiet_offscreen(mode, context, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-class ReferenceKeeper:
-    """Keeps None, True and False alive under a binding that drops references to them.
-
-    PySide6 6.12.0 on Python 3.11 (where these objects are not yet immortal) loses one
-    reference to None on every call of a void Qt method and one to True on every emit: the
-    app then dies with "deallocating None" after some ten thousand calls. The benchmark
-    reports that as a failure; with ``keep`` it tops the counts up (no memory used) so that
-    the memory and time of a whole batch can still be measured.
-    """
-
-    FLOOR = 1_000_000
-
-    def __init__(self) -> None:
-        self.keep = False
-        self.start = sys.getrefcount(None)
-        self.added = 0
-
-    def restart(self, keep: bool) -> None:
-        self.keep, self.start, self.added = keep, sys.getrefcount(None), 0
-
-    @staticmethod
-    def dropped_by_a_void_call() -> float:
-        probe = QObject()
-        before = sys.getrefcount(None)
-        for _ in range(1000):
-            probe.setObjectName("probe")
-        return (before - sys.getrefcount(None)) / 1000
-
-    def top_up(self) -> None:
-        if not self.keep:
-            return
-        for singleton in (None, True, False):
-            if sys.getrefcount(singleton) < self.FLOOR:
-                # ob_refcnt is a PyObject's first field
-                ctypes.c_ssize_t.from_address(id(singleton)).value += self.FLOOR
-                if singleton is None:
-                    self.added += self.FLOOR
-
-    def dropped(self) -> int:
-        """References to None lost since the start (with what was topped up)."""
-        return self.start + self.added - sys.getrefcount(None)
-
-
-KEEPER = ReferenceKeeper()
+def binding_drops_none() -> bool:
+    """Whether Qt calls lose references to None (PySide6 6.12.0 below Python 3.12): the app
+    then aborts ("deallocating None") within tens of cells, so a batch cannot be measured."""
+    probe = QObject()
+    before = sys.getrefcount(None)
+    for _ in range(300):
+        probe.setObjectName("probe")
+    return sys.getrefcount(None) < before - 150
 
 
 def rss_mb() -> float:
@@ -119,16 +83,6 @@ def rss_mb() -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
-
-
-def wait_for(app: QApplication, done, timeout: float = 300.0) -> None:
-    end = time.perf_counter() + timeout
-    while not done():
-        if time.perf_counter() > end:
-            raise TimeoutError("the window did not answer in time")
-        app.processEvents()
-        KEEPER.top_up()
-        time.sleep(0.001)
 
 
 def cell_folders(data: Path, count: int, scratch: Path) -> tuple[list[Path], str]:
@@ -235,7 +189,6 @@ def cells_one_by_one(app, window, folders: list[Path], scratch: Path) -> Run:
         wait_for(app, lambda c=cell: classified(window, c))
         run.classified.append(time.perf_counter() - begun)
         review_cell(app, window, cell, scratch / f"cell{number:03d}{SUFFIX}")
-        KEEPER.top_up()
         run.per_cell.append(time.perf_counter() - begun)
         run.rss.append(rss_mb())
         del cell
@@ -261,7 +214,6 @@ def cells_of_one_case(app, window, folders: list[Path], scratch: Path) -> Run:
         wait_for(app, lambda c=cell: classified(window, c))
         run.classified.append(time.perf_counter() - begun)
         review_cell(app, window, cell, scratch / f"case{SUFFIX}")
-        KEEPER.top_up()
         run.per_cell.append(time.perf_counter() - begun)
         run.rss.append(rss_mb())
         if number in CHECKPOINTS or number == len(cells):
@@ -317,9 +269,6 @@ def main() -> int:
     parser.add_argument("--cells", type=int, default=200)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--scenario", choices=("both", "cells", "case"), default="both")
-    parser.add_argument("--no-keeper", action="store_true",
-                        help="do not keep None alive under a binding that drops references to "
-                             "it (shows the crash)")
     parser.add_argument("--csv", type=Path, default=None,
                         help="also write one row per cell (scenario, cell, seconds, RSS)")
     parser.add_argument("--max-growth-mb", type=float, default=64.0,
@@ -331,24 +280,17 @@ def main() -> int:
         # the benchmark's recent files and recovery files stay out of the user's settings
         os.environ["XDG_CONFIG_HOME"] = str(scratch / "config")
         os.environ["XDG_DATA_HOME"] = str(scratch / "data")
-        from karyo_gui.qt.main_window import MainWindow
-
         qInstallMessageHandler(quiet_offscreen)
         app = QApplication.instance() or QApplication(sys.argv[:1])
-        lost = ReferenceKeeper.dropped_by_a_void_call()
-        KEEPER.restart(keep=lost > 0 and not args.no_keeper)
-        window = MainWindow(load_model=False)
-        window.ask_on_close = False
-        window.resize(1440, 900)
-        window.show()
-        window.service.load(None, args.device)
-        wait_for(app, lambda: window.service.classifier is not None or window.model_problem)
-        if window.service.classifier is None:
-            print(f"no model: {window.model_problem}", file=sys.stderr)
+        if binding_drops_none():
+            print(f"FAILED: PySide6 {PySide6.__version__} drops a reference to None on every "
+                  "void Qt call and aborts long sessions; use PySide6-Essentials < 6.12 on "
+                  "Python < 3.12 (as pyproject.toml asks)", file=sys.stderr)
             return 1
-        classifier = window.service.classifier
-        print(f"model {classifier.description} on {classifier.device}, "
-              f"loaded in {window.service.load_seconds:.2f} s; RSS {rss_mb():.1f} MB")
+        window = window_with_model(app, args.device)
+        if window is None:
+            return 1
+        print(f"; RSS {rss_mb():.1f} MB")
         folders, source = cell_folders(args.data, args.cells, scratch)
         print(f"{len(folders)} cells from {source}")
 
@@ -358,25 +300,13 @@ def main() -> int:
         if args.scenario in ("both", "case"):
             runs.append(cells_of_one_case(app, window, folders, scratch))
         window.close()
-        dropped = KEEPER.dropped()
 
     if args.csv is not None:
         write_csv(args.csv, runs)
     failures = [failure for run in runs for failure in judge(run, args.max_growth_mb)]
     print(f"\npeak RSS {peak_rss_mb():.1f} MB")
-    cells = sum(len(run.per_cell) for run in runs)
-    binding = f"PySide6 {PySide6.__version__}, Python {sys.version.split()[0]}"
-    if lost <= 0:
-        print(f"{binding}: Qt calls keep their references to None")
-    else:
-        print(f"{binding}: a void Qt call drops {lost:g} reference(s) to None; {dropped} dropped "
-              f"in all, {dropped / cells:.0f} per cell (None had {KEEPER.start} at the start)")
-        failures.append(
-            f"PySide6 {PySide6.__version__} drops a reference to None on every void Qt call "
-            f"({dropped / cells:.0f} per cell reviewed): without the benchmark's keeper the app "
-            f"dies ('deallocating None') after about {KEEPER.start * cells // max(dropped, 1)} "
-            "cells; "
-            "use PySide6-Essentials < 6.12 on Python < 3.12")
+    print(f"PySide6 {PySide6.__version__}, Python {sys.version.split()[0]}: "
+          "Qt calls keep their references to None")
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     return 1 if failures else 0

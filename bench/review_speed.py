@@ -27,21 +27,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
+from review_window import wait_for, window_with_model
 
 from karyo_gui.core.loaders import cells_folder, write_cell
 from karyo_gui.core.synthetic import generate_cell
-from karyo_gui.qt.main_window import MainWindow
 
 TARGETS = {"open": 1.5, "drag-reassign": 0.050, "Grad-CAM overlay": 0.150}
-
-
-def wait_for(app: QApplication, done, timeout: float = 120.0) -> None:
-    end = time.perf_counter() + timeout
-    while not done():
-        if time.perf_counter() > end:
-            raise TimeoutError("the window did not answer in time")
-        app.processEvents()
-        time.sleep(0.001)
 
 
 def report(what: str, seconds: list[float]) -> None:
@@ -93,17 +84,10 @@ def main() -> int:
     args = parser.parse_args()
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = MainWindow(load_model=False)
-    window.ask_on_close = False
-    window.resize(1440, 900)
-    window.show()
-    window.service.load(None, args.device)
-    wait_for(app, lambda: window.service.classifier is not None or window.model_problem)
-    if window.service.classifier is None:
-        print(f"no model: {window.model_problem}", file=sys.stderr)
+    window = window_with_model(app, args.device)
+    if window is None:
         return 1
-    print(f"model {window.service.classifier.description} on {window.service.classifier.device}, "
-          f"loaded in {window.service.load_seconds:.2f} s")
+    print()
 
     opened, dragged, attention = [], [], []
     with tempfile.TemporaryDirectory() as scratch:
