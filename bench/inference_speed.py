@@ -106,7 +106,7 @@ def main() -> int:
             started = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True)
             cold.append(time.perf_counter() - started)
-        report("cold start: karyo classify to JSON written", cold, 4.0)
+        report("cold start: karyo classify, start to exit", cold, 4.0)
 
     ours = statistics.median(warm)
     theirs = reference_time(args.reference, len(cell), classifier.device, args.reference_repeats)

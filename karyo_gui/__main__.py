@@ -1,5 +1,3 @@
-import sys
+from karyo_gui.cli import entry_point
 
-from karyo_gui.cli import main
-
-sys.exit(main())
+entry_point()

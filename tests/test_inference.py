@@ -1,6 +1,9 @@
 """The classifier service and ``karyo classify`` with the shipped model on generated cells."""
 
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -122,6 +125,28 @@ def test_classify_writes_the_cell_as_json_with_a_karyogram(trisomy_folder, tmp_p
     picture = cv2.imread(str(png))
     assert picture is not None and picture.shape[1] > 1000
     assert "47,XX,+21" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("good", [True, False], ids=["cell", "missing folder"])
+def test_the_karyo_command_leaves_its_output_and_status_complete(trisomy_folder, tmp_path, good):
+    """``karyo classify`` ends its process without the interpreter's teardown: what it
+    printed to a pipe, the JSON and the exit status must all survive that."""
+    out = tmp_path / "r.json"
+    folder = trisomy_folder if good else tmp_path / "no-such-cell"
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    finished = subprocess.run(
+        [sys.executable, "-m", "karyo_gui", "classify", str(folder), "--json", str(out),
+         "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, env=buffered,
+    )  # fmt: skip
+    if good:
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        assert finished.stdout.splitlines()[-1] == f"wrote {out}"
+        assert json.loads(out.read_text(encoding="utf-8"))["cells"][0]["count"] == 47
+    else:
+        assert finished.returncode == 2
+        assert "no such file or folder" in finished.stderr and "Traceback" not in finished.stderr
+        assert not out.exists()
 
 
 def test_classify_writes_one_attention_map_per_chromosome(trisomy_folder, tmp_path):
