@@ -16,6 +16,7 @@ from karyo_gui.core.loaders import write_cell
 from karyo_gui.core.synthetic import generate_cell
 from karyo_gui.inference.classifier import Classifier
 from trainer.checkpoint import SHIPPED_MODEL, CheckpointError, default_checkpoint
+from trainer.config import SECOND_LOOK_MARGIN
 
 pytestmark = pytest.mark.skipif(not SHIPPED_MODEL.is_file(), reason="no shipped model")
 
@@ -232,3 +233,13 @@ def test_karyo_evaluate_scores_whole_cells_with_the_shipped_model(tmp_path, caps
     assert metrics["assigned_accuracy"] >= metrics["crop_accuracy"]
     assert metrics["crops_per_second"] > 0 and metrics["device"] == "cpu"
     assert f"ISCN exact {metrics['iscn_exact']:.3f}" in capsys.readouterr().out
+    assert metrics["second_look"] == SECOND_LOOK_MARGIN
+
+    # one look only, as asked; an impossible margin is a one-line mistake
+    assert main(["evaluate", "--data", str(tmp_path / "data"), "--json", str(out),
+                 "--device", "cpu", "--second-look", "0"]) == 0  # fmt: skip
+    assert json.loads(out.read_text(encoding="utf-8"))["second_look"] == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(tmp_path / "data"), "--json", str(out),
+                 "--second-look", "-1"]) == 2  # fmt: skip
+    assert "--second-look -1.0 must lie between 0 and 1" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 python -m trainer train --config trainer/configs/default.yaml [--lr 3e-4 ...] [--events jsonl]
 python -m trainer evaluate --data ROOT [--cells LIST] [--checkpoint CKPT] --json OUT.json
-                           [--plots DIR] [--device D]
+                           [--plots DIR] [--device D] [--second-look MARGIN]
 python -m trainer export --checkpoint CKPT --out NEW.safetensors [--half] [--metrics test=OUT.json]
 """
 
@@ -14,7 +14,7 @@ import math
 import sys
 from pathlib import Path
 
-from trainer.config import ConfigError, add_arguments, resolve
+from trainer.config import SECOND_LOOK_MARGIN, ConfigError, add_arguments, resolve
 
 
 def build_parser(prog: str = "python -m trainer") -> argparse.ArgumentParser:
@@ -43,6 +43,11 @@ def add_evaluate_parser(commands) -> argparse.ArgumentParser:
     evaluate.add_argument("--plots", help="folder for confusion-matrix and t-SNE PNGs")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument(
+        "--second-look", type=float, default=SECOND_LOOK_MARGIN, metavar="MARGIN",
+        help="look again, upside down, at crops whose top-two probabilities are closer than "
+        f"this (default {SECOND_LOOK_MARGIN}; 0: one look only)",
+    )  # fmt: skip
     return evaluate
 
 
@@ -137,13 +142,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     from trainer.devices import pick_device
     from trainer.evaluation import evaluate_crops, per_type_table, plot_confusion, plot_tsne
 
+    if not 0 <= args.second_look <= 1:
+        raise ConfigError(f"--second-look {args.second_look} must lie between 0 and 1")
     device = pick_device(args.device)
     net, header = load_checkpoint(args.checkpoint or default_checkpoint(), device)
     preprocessing = header.input_preprocessing
     crops = load_dataset_crops(args.data, args.cells, preprocessing)
     if not len(crops):
         raise DataError(f"{args.data}: no labelled crops to evaluate on")
-    metrics, predictions = evaluate_crops(net, crops, preprocessing, device, args.batch_size)
+    metrics, predictions = evaluate_crops(
+        net, crops, preprocessing, device, args.batch_size, args.second_look
+    )
     metrics.update(
         model=header.name,
         model_id=header.model_id,

@@ -13,6 +13,7 @@ from karyo_gui.core.assignment import KaryotypePrior, assign_types, karyotype_of
 from karyo_gui.core.labels import N_TYPES
 from trainer.batches import normalise
 from trainer.checkpoint import CLASS_NAMES
+from trainer.config import SECOND_LOOK_MARGIN
 from trainer.data import CropSet
 from trainer.devices import autocast
 from trainer.model import ChromosomeNet
@@ -33,25 +34,51 @@ def predict(
     preprocessing: Preprocessing,
     device: torch.device,
     batch_size: int = 256,
+    second_look: float = SECOND_LOOK_MARGIN,
 ) -> Predictions:
-    """Probabilities and embeddings of prepared uint8 canvases (n, h, w)."""
+    """Probabilities and embeddings of prepared uint8 canvases (n, h, w).
+
+    A cytogeneticist unsure of a chromosome turns it round; the model does the same: each
+    crop whose top-two probability margin is below ``second_look`` is classified again
+    flipped top to bottom (the model was trained on both orientations) and its
+    probabilities become the mean of the two looks. ``second_look=0`` gives the single look.
+    The embeddings are always those of the first look.
+    """
     was_training = net.training
     net.eval()
-    probabilities, embeddings = [], []
     started = time.perf_counter()
+    probabilities, embeddings = _look(net, canvases, preprocessing, device, batch_size)
+    if second_look > 0 and len(probabilities):
+        ranked = np.sort(probabilities, axis=1)
+        unsure = np.flatnonzero(ranked[:, -1] - ranked[:, -2] < second_look)
+        if len(unsure):
+            flipped = np.ascontiguousarray(canvases[unsure, ::-1, :])
+            again, _ = _look(net, flipped, preprocessing, device, batch_size)
+            probabilities[unsure] = (probabilities[unsure] + again) / 2
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    net.train(was_training)
+    return Predictions(probabilities, embeddings, seconds)
+
+
+def _look(
+    net: ChromosomeNet,
+    canvases: np.ndarray,
+    preprocessing: Preprocessing,
+    device: torch.device,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    probabilities, embeddings = [], []
     for start in range(0, len(canvases), batch_size):
         batch = torch.from_numpy(canvases[start : start + batch_size]).to(device)
         with autocast(device):
             output = net(normalise(batch, preprocessing))
         probabilities.append(torch.softmax(output.logits.float(), dim=1).cpu())
         embeddings.append(output.embedding.float().cpu())
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - started
-    net.train(was_training)
     if not probabilities:
-        return Predictions(np.zeros((0, N_TYPES)), np.zeros((0, 0)), 0.0)
-    return Predictions(torch.cat(probabilities).numpy(), torch.cat(embeddings).numpy(), seconds)
+        return np.zeros((0, N_TYPES), np.float32), np.zeros((0, 0), np.float32)
+    return torch.cat(probabilities).numpy(), torch.cat(embeddings).numpy()
 
 
 def crop_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
@@ -227,8 +254,9 @@ def evaluate_crops(
     preprocessing: Preprocessing,
     device: torch.device,
     batch_size: int = 256,
+    second_look: float = SECOND_LOOK_MARGIN,
 ) -> tuple[dict, Predictions]:
-    predictions = predict(net, crops.images, preprocessing, device, batch_size)
+    predictions = predict(net, crops.images, preprocessing, device, batch_size, second_look)
     metrics = crop_metrics(crops.labels, predictions.probabilities)
     metrics.update(
         cell_metrics(crops.labels, crops.cell_of, crops.cell_names, predictions.probabilities)
@@ -238,4 +266,5 @@ def evaluate_crops(
         len(crops) / predictions.seconds if predictions.seconds > 0 else float("nan")
     )
     metrics["device"] = str(device)
+    metrics["second_look"] = second_look
     return metrics, predictions
