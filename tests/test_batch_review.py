@@ -93,13 +93,13 @@ class HeldModel:
         self.go = threading.Event()
         self.explained = []
 
-    def cell_probabilities(self, cell):
+    def predict_cell(self, cell):
         self.go.wait(10)
         pictured = [k for k, c in enumerate(cell.chromosomes) if c.image is not None]
         return pictured, np.full((len(pictured), N_TYPES), 1 / N_TYPES, np.float32)
 
-    def assign(self, cell, pictured, probabilities):
-        return SimpleNamespace(seconds=0.0)
+    def assign(self, cell, prediction):
+        return SimpleNamespace(seconds=0.0, turned=[])
 
     def attention(self, cell, chromosome_id, target):
         self.explained.append(cell.name)

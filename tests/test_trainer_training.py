@@ -88,6 +88,10 @@ def test_a_run_from_a_yaml_config_writes_models_config_and_events(dataset, tmp_p
     best_epoch = max(epochs, key=lambda e: e["val_crop_accuracy"])
     assert header.metrics["val"]["crop_accuracy"] == best_epoch["val_crop_accuracy"]
     assert read_header(run / "last.safetensors").metrics["history"][-1]["epoch"] == 5
+    # the orientation head is fitted when training ends; the file says whether it was kept
+    (orientation,) = [e for e in printed if e["event"] == "orientation"]
+    assert 0 <= orientation["held_out_accuracy"] <= 1
+    assert (header.orientation is not None) == orientation["kept"]
 
 
 def test_training_learns_the_generated_chromosomes(dataset, tmp_path):

@@ -29,7 +29,7 @@ from trainer.model import ChromosomeNet, known_architecture
 from trainer.preprocessing import Preprocessing
 
 FORMAT = "karyo-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the optional orientation head
 HEADER_KEY = "karyo"
 SUFFIX = ".safetensors"
 CLASS_NAMES = [ChromosomeType(t).display_name for t in range(N_TYPES)]
@@ -64,6 +64,8 @@ class ModelHeader:
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     parent: dict[str, Any] | None = None  # name and id of the model this one was tuned from
+    # how the orientation head was fitted (trainer.orientation); None: the model has none
+    orientation: dict[str, Any] | None = None
     created: str = field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
     )
@@ -132,6 +134,11 @@ def save_checkpoint(
     # a model file travels to other labs: it names its inputs, not this machine's folders
     for part in ("training_data", "metrics", "config", "parent"):
         setattr(header, part, without_private_paths(getattr(header, part)))
+    # the header says whether the weights hold an orientation head, so loading can build it
+    if net.orientation is None:
+        header.orientation = None
+    elif header.orientation is None:
+        header.orientation = {}
     state = {}
     for name, tensor in net.state_dict().items():
         tensor = tensor.detach().cpu()
@@ -174,7 +181,12 @@ def read_header(path: str | os.PathLike) -> ModelHeader:
 def build_model(header: ModelHeader) -> ChromosomeNet:
     if not known_architecture(header.arch):
         raise CheckpointError(f"architecture {header.arch!r} is not known to this timm version")
-    return ChromosomeNet(header.arch, header.embedding_dim, **header.model_kwargs)
+    return ChromosomeNet(
+        header.arch,
+        header.embedding_dim,
+        orientation_head=header.orientation is not None,
+        **header.model_kwargs,
+    )
 
 
 def load_checkpoint(

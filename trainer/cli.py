@@ -4,6 +4,7 @@ python -m trainer train --config trainer/configs/default.yaml [--lr 3e-4 ...] [-
 python -m trainer evaluate --data ROOT [--cells LIST] [--checkpoint CKPT] --json OUT.json
                            [--plots DIR] [--device D] [--second-look MARGIN]
 python -m trainer export --checkpoint CKPT --out NEW.safetensors [--half] [--metrics test=OUT.json]
+                         [--orientation-cells LIST --data ROOT]
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def add_export_parser(commands) -> argparse.ArgumentParser:
         "--metrics", nargs="*", default=[], metavar="SPLIT=EVAL.json",
         help="store measured metrics in the header, e.g. test=runs/default/eval-test.json",
     )  # fmt: skip
+    export.add_argument(
+        "--orientation-cells", metavar="LIST",
+        help="fit the orientation head (p-arm up or down) on the crops of these cells of "
+        "--data first, e.g. the training split; models trained by this karyo have one already",
+    )  # fmt: skip
+    export.add_argument("--data", help="dataset folder of --orientation-cells")
     return export
 
 
@@ -130,10 +137,33 @@ def _export(args: argparse.Namespace) -> int:
             "macro_recall", "macro_auc", "cells",
         )  # fmt: skip
         header.metrics[split] = {key: measured.get(key) for key in keep}
+    if args.orientation_cells:
+        _fit_orientation(net, header, args)
     out = save_checkpoint(args.out, net, header, torch.float16 if args.half else None)
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MiB, model id {header.model_id})")
     return 0
+
+
+def _fit_orientation(net, header, args: argparse.Namespace) -> None:
+    import torch
+
+    from trainer.data import load_dataset_crops
+    from trainer.orientation import fit_orientation
+
+    if not args.data:
+        raise ConfigError("--orientation-cells needs --data, the dataset folder of those cells")
+    preprocessing = header.input_preprocessing
+    crops = load_dataset_crops(args.data, args.orientation_cells, preprocessing)
+    report = fit_orientation(net, crops.images, preprocessing, torch.device("cpu"))
+    if not report["kept"]:
+        print(f"no orientation head: {report['reason']}", file=sys.stderr)
+        header.orientation = None
+        return
+    header.orientation = report
+    accuracy, held_out = report["held_out_accuracy"], report["held_out_crops"]
+    print(f"orientation head fitted on {report['crops']} crops: "
+          f"{accuracy:.4f} right on the {held_out} kept back")  # fmt: skip
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -9,7 +9,9 @@ Outputs in the run folder:
     config.yaml        the resolved configuration
     events.jsonl       every event of the run
     best.safetensors   the model with the best validation accuracy (or the last one
-                       when there is no validation data)
+                       when there is no validation data); when training ends it gets its
+                       orientation head, fitted on the training crops
+
     last.safetensors   the model after the last finished epoch
     state.pt           what ``--resume`` needs (tensors only; loaded with weights_only)
 """
@@ -47,6 +49,7 @@ from trainer.evaluation import evaluate_crops
 from trainer.events import EventLog
 from trainer.losses import SCLObjective
 from trainer.model import ChromosomeNet, known_architecture
+from trainer.orientation import fit_orientation
 from trainer.preprocessing import Preprocessing
 
 
@@ -219,6 +222,7 @@ class TrainingRun:
             return _new_model(config), preprocessing, None
         # fine-tuning keeps the parent's backbone and input
         net, header = load_checkpoint(config.init_checkpoint)
+        net.orientation = None  # refitted on the new embeddings when training ends
         config.arch, config.model_kwargs = header.arch, header.model_kwargs
         config.embedding_dim = header.embedding_dim
         preprocessing = header.input_preprocessing
@@ -380,6 +384,19 @@ class TrainingRun:
         record["best_val_crop_accuracy"] = self.best_accuracy if len(self.validation) else None
         self._save_state(epoch + 1)
 
+    def _fit_orientation(self) -> dict | None:
+        """Give the best model its orientation head (``trainer.orientation``), fitted on the
+        training crops; the file is replaced atomically, so a kill keeps the model without."""
+        best = self.folder / "best.safetensors"
+        if not best.is_file():
+            return None
+        net, header = load_checkpoint(best, self.device)
+        report = fit_orientation(net, self.training.images, self.preprocessing, self.device)
+        if report["kept"]:
+            header.orientation = report
+            save_checkpoint(best, net, header)
+        return report
+
     def _compare_with_parent(self) -> dict | None:
         """A fine-tuned model against the model it started from, on the held-out cells
         (crop accuracy, assigned accuracy, ISCN exact); also written to comparison.json."""
@@ -437,6 +454,9 @@ class TrainingRun:
             dist.destroy_process_group()
         if self.lead:
             events = EventLog(self.folder, self.jsonl, 0)
+            orientation = self._fit_orientation()
+            if orientation is not None:
+                events.emit("orientation", **orientation)
             comparison = self._compare_with_parent()
             events.emit(
                 "done",

@@ -25,6 +25,9 @@ class Predictions:
     probabilities: np.ndarray  # (n, 24)
     embeddings: np.ndarray  # (n, D)
     seconds: float  # model time only (no loading)
+    # (n,) probability that each crop stands upside down (p-arm at the bottom), from the
+    # first look; None when the model has no orientation head
+    upside_down: np.ndarray | None = None
 
 
 @torch.inference_mode()
@@ -47,19 +50,19 @@ def predict(
     was_training = net.training
     net.eval()
     started = time.perf_counter()
-    probabilities, embeddings = _look(net, canvases, preprocessing, device, batch_size)
+    probabilities, embeddings, upside_down = _look(net, canvases, preprocessing, device, batch_size)
     if second_look > 0 and len(probabilities):
         ranked = np.sort(probabilities, axis=1)
         unsure = np.flatnonzero(ranked[:, -1] - ranked[:, -2] < second_look)
         if len(unsure):
             flipped = np.ascontiguousarray(canvases[unsure, ::-1, :])
-            again, _ = _look(net, flipped, preprocessing, device, batch_size)
+            again, _, _ = _look(net, flipped, preprocessing, device, batch_size)
             probabilities[unsure] = (probabilities[unsure] + again) / 2
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     net.train(was_training)
-    return Predictions(probabilities, embeddings, seconds)
+    return Predictions(probabilities, embeddings, seconds, upside_down)
 
 
 def _look(
@@ -68,17 +71,23 @@ def _look(
     preprocessing: Preprocessing,
     device: torch.device,
     batch_size: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    probabilities, embeddings = [], []
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    probabilities, embeddings, upside_down = [], [], []
     for start in range(0, len(canvases), batch_size):
         batch = torch.from_numpy(canvases[start : start + batch_size]).to(device)
         with autocast(device):
             output = net(normalise(batch, preprocessing))
         probabilities.append(torch.softmax(output.logits.float(), dim=1).cpu())
         embeddings.append(output.embedding.float().cpu())
+        if output.upside_down is not None:
+            upside_down.append(torch.sigmoid(output.upside_down.float()).cpu())
+    if getattr(net, "orientation", None) is None:
+        orientation = None
+    else:
+        orientation = torch.cat(upside_down).numpy() if upside_down else np.zeros(0, np.float32)
     if not probabilities:
-        return np.zeros((0, N_TYPES), np.float32), np.zeros((0, 0), np.float32)
-    return torch.cat(probabilities).numpy(), torch.cat(embeddings).numpy()
+        return np.zeros((0, N_TYPES), np.float32), np.zeros((0, 0), np.float32), orientation
+    return torch.cat(probabilities).numpy(), torch.cat(embeddings).numpy(), orientation
 
 
 def crop_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:

@@ -4,6 +4,8 @@
 
 E, l2-normalised, is what the contrastive loss compares; P are the 24 type scores. The
 learnable temperature of the similarity matrices lives here as a log scale, clamped.
+A model may also carry an orientation head on E: one logit that the crop stands upside down
+(p-arm at the bottom), fitted after training (``trainer.orientation``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from karyo_gui.core.labels import N_TYPES
 class ModelOutput(NamedTuple):
     embedding: torch.Tensor  # (n, D), not normalised
     logits: torch.Tensor  # (n, 24)
+    upside_down: torch.Tensor | None = None  # (n,) logits; None without an orientation head
 
 
 class ChromosomeNet(nn.Module):
@@ -31,6 +34,7 @@ class ChromosomeNet(nn.Module):
         num_classes: int = N_TYPES,
         temperature: float = 0.07,
         max_logit_scale: float = 100.0,
+        orientation_head: bool = False,
         **model_kwargs,
     ) -> None:
         super().__init__()
@@ -45,6 +49,7 @@ class ChromosomeNet(nn.Module):
         self.head = nn.Linear(embedding_dim, num_classes)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
         self.max_log_scale = math.log(max_logit_scale)
+        self.orientation = nn.Linear(embedding_dim, 1) if orientation_head else None
 
     @property
     def similarity_scale(self) -> torch.Tensor:
@@ -53,7 +58,8 @@ class ChromosomeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         embedding = self.projection(self.encoder(x))
-        return ModelOutput(embedding, self.head(embedding))
+        upside_down = None if self.orientation is None else self.orientation(embedding)[:, 0]
+        return ModelOutput(embedding, self.head(embedding), upside_down)
 
 
 class LogitsOnly(nn.Module):

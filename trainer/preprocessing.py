@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from karyo_gui.core.orientation import is_lying
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -40,11 +42,6 @@ def is_dark_background(image: np.ndarray) -> bool:
     """True for crops whose background is dark (Q-banding, or already inverted)."""
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     return float(np.median(border)) < 128
-
-
-def is_lying(height: int, width: int) -> bool:
-    """Whether a crop of this shape shows a chromosome lying on its side."""
-    return width > 1.3 * height
 
 
 def upright(image: np.ndarray) -> np.ndarray:

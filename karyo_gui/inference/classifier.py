@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from karyo_gui.core.assignment import (
 )
 from karyo_gui.core.case import Cell
 from karyo_gui.core.labels import ChromosomeType
+from karyo_gui.core.orientation import apply_orientation_guess
 from trainer.checkpoint import default_checkpoint, load_checkpoint
 from trainer.devices import pick_device
 from trainer.evaluation import predict
@@ -35,6 +36,16 @@ from trainer.preprocessing import cell_scale, place_crop, placement, prepare_cel
 
 if TYPE_CHECKING:
     from karyo_gui.inference.attention import AttentionMap
+
+
+@dataclass
+class CellPrediction:
+    """The model's half of classifying a cell: what it read from the pictures."""
+
+    pictured: list[int]  # positions in cell.chromosomes of the chromosomes with a picture
+    probabilities: np.ndarray  # (n, 24), one row per pictured chromosome
+    # (n,) probability that each stands upside down; None: the model makes no such guess
+    upside_down: np.ndarray | None = None
 
 
 @dataclass
@@ -46,6 +57,7 @@ class CellResult:
     moved: list[str]  # ids of the chromosomes the assignment gave another type
     low_confidence: list[str]  # ids whose assigned type leads the next by less than the margin
     seconds: float  # preprocessing, model and assignment, without loading the model
+    turned: list[str] = field(default_factory=list)  # ids the orientation guess turned
 
     @property
     def karyotype(self) -> str:
@@ -87,30 +99,35 @@ class Classifier:
         """Classify every pictured chromosome of a cell and assign the cell's types together.
 
         Reviewers' manual labels are kept and the others are assigned around them; a
-        chromosome a reviewer called unclassified takes no slot.
+        chromosome a reviewer called unclassified takes no slot. Chromosomes are stood
+        p-arm up where the model has an orientation head, except those a reviewer turned.
         """
         started = time.perf_counter()
-        pictured, probabilities = self.cell_probabilities(cell)
-        result = self.assign(cell, pictured, probabilities)
+        result = self.assign(cell, self.predict_cell(cell))
         result.seconds = time.perf_counter() - started
         return result
 
-    def cell_probabilities(self, cell: Cell) -> tuple[list[int], np.ndarray]:
-        """The model's half of :meth:`classify` (it only reads the pictures): the positions
-        of the pictured chromosomes and their probabilities (n, 24)."""
+    def predict_cell(self, cell: Cell) -> CellPrediction:
+        """The model's half of :meth:`classify` (it only reads the pictures)."""
         pictured = [k for k, c in enumerate(cell.chromosomes) if c.image is not None]
         if not pictured:
-            return [], np.zeros((0, len(ChromosomeType.types())), np.float32)
+            return CellPrediction([], np.zeros((0, len(ChromosomeType.types())), np.float32))
         # the cell's common scale comes from all its crops, as in training
-        probabilities, _ = self.probabilities([cell.chromosomes[k].image for k in pictured])
-        return pictured, probabilities
+        canvases = prepare_cell([cell.chromosomes[k].image for k in pictured], self.preprocessing)
+        predictions = predict(self.net, canvases, self.preprocessing, self.device)
+        return CellPrediction(pictured, predictions.probabilities, predictions.upside_down)
 
-    def assign(self, cell: Cell, pictured: list[int], probabilities: np.ndarray) -> CellResult:
+    def assign(self, cell: Cell, prediction: CellPrediction) -> CellResult:
         """The assignment's half of :meth:`classify` (numpy only, milliseconds): the cell's
-        types from the probabilities, around the manual labels the cell has NOW."""
+        types from the probabilities, around the manual labels the cell has NOW, and the
+        chromosomes stood p-arm up."""
         started = time.perf_counter()
+        pictured, probabilities = prediction.pictured, prediction.probabilities
         if not pictured:
             return CellResult(cell, None, [], [], time.perf_counter() - started)
+        turned = []
+        if prediction.upside_down is not None:
+            turned = apply_orientation_guess(cell, pictured, prediction.upside_down)
         fixed, rows = {}, []
         for row, index in enumerate(pictured):
             manual = cell.chromosomes[index].manual
@@ -125,7 +142,7 @@ class Classifier:
             cell, indices, probabilities[rows], assignment, self.margin, self.model_id
         )
         unsure = [cell.chromosomes[indices[k]].id for k in assignment.low_confidence(self.margin)]
-        return CellResult(cell, assignment, moved, unsure, time.perf_counter() - started)
+        return CellResult(cell, assignment, moved, unsure, time.perf_counter() - started, turned)
 
     def attention(
         self, cell: Cell, chromosome_id: str, target: ChromosomeType | None = None

@@ -31,7 +31,8 @@ def _file_of(path: str | None, base: str | None) -> str | None:
 
 
 def cell_report(result: CellResult, top: int = 3) -> dict:
-    """Per chromosome: file, predicted and assigned type, top-k probabilities, flags;
+    """Per chromosome: file, predicted and assigned type, top-k probabilities, flags and
+    display orientation;
     per cell: ISCN string, count, sex, the runner-up karyotype and what could not be read."""
     cell = result.cell
     assignment = result.assignment
@@ -45,6 +46,9 @@ def cell_report(result: CellResult, top: int = 3) -> dict:
             "manual": _type_name(chromosome.manual.label) if chromosome.manual else None,
             "type": chromosome.label.display_name,
             "flags": sorted(flag.value for flag in chromosome.flags),
+            # as shown in the karyogram: turned counter-clockwise, then mirrored
+            "rotation": chromosome.orientation.rotation,
+            "mirrored": chromosome.orientation.flipped,
         }
         if chromosome.probabilities is not None:
             best = np.argsort(chromosome.probabilities)[::-1][:top]

@@ -633,7 +633,7 @@ class MainWindow(QMainWindow):
         self._refresh_cell_entry(cell)
         if cell is self.current_cell:
             selected = self.scene.selected_id()
-            self.scene.relayout()
+            self.scene.relayout(result.turned)  # the orientation guess stood them p-arm up
             self.scene.select(selected)
             self.inspector.show_chromosome(cell, selected)
             self._update_status()

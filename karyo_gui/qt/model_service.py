@@ -52,7 +52,7 @@ def _give_memory_back() -> None:
 class _Worker(QObject):
     loaded = Signal(object, float)  # Classifier, seconds
     load_failed = Signal(str)
-    classified = Signal(object, object, object, float)  # Cell, pictured, probabilities, seconds
+    classified = Signal(object, object, float)  # Cell, CellPrediction, seconds
     classify_failed = Signal(object, str)
     attention_done = Signal(int, object, str, object)  # token, Cell, chromosome id, AttentionMap
     attention_failed = Signal(int, object, str, str)
@@ -84,11 +84,11 @@ class _Worker(QObject):
     def classify(self, cell: Cell) -> None:
         started = time.perf_counter()
         try:
-            pictured, probabilities = self.classifier.cell_probabilities(cell)
+            prediction = self.classifier.predict_cell(cell)
         except Exception as error:  # e.g. out of memory on a huge crop: the cell stays as it was
             self.classify_failed.emit(cell, f"cell {cell.name} could not be classified: {error}")
         else:
-            self.classified.emit(cell, pictured, probabilities, time.perf_counter() - started)
+            self.classified.emit(cell, prediction, time.perf_counter() - started)
         _give_memory_back()  # after the answer: the window does not wait for it
 
     @Slot(int, object, str, object)
@@ -231,10 +231,10 @@ class ModelService(QObject):
         self.model_failed.emit(message)
         self._next()
 
-    def _on_classified(self, cell: Cell, pictured, probabilities, seconds: float) -> None:
+    def _on_classified(self, cell: Cell, prediction, seconds: float) -> None:
         self._in_flight = None
         if cell.status is not CellStatus.SIGNED_OFF and self.classifier is not None:
-            result = self.classifier.assign(cell, pictured, probabilities)
+            result = self.classifier.assign(cell, prediction)
             result.seconds += seconds
             self.last_classify_seconds = result.seconds
             self.cell_classified.emit(cell, result)
