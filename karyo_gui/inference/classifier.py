@@ -89,12 +89,6 @@ class Classifier:
     def description(self) -> str:
         return f"{self.header.name or self.path.stem} ({self.header.arch}, {self.model_id})"
 
-    def probabilities(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Type probabilities (n, 24) and embeddings (n, D) of the crops of ONE cell."""
-        canvases = prepare_cell(images, self.preprocessing)
-        predictions = predict(self.net, canvases, self.preprocessing, self.device)
-        return predictions.probabilities, predictions.embeddings
-
     def classify(self, cell: Cell) -> CellResult:
         """Classify every pictured chromosome of a cell and assign the cell's types together.
 
