@@ -18,7 +18,7 @@ import yaml
 # Crops whose two most probable types are closer than this are looked at a second time,
 # upside down, and the two looks averaged (see ``predict``). Chosen on the validation cells:
 # there it gave the whole crop-accuracy gain of flipping every crop while looking twice at
-# only 12-19 % of the crops (bench/second_look.py measures it for any model).
+# only 9-19 % of the crops (bench/second_look.py measures it for any model).
 SECOND_LOOK_MARGIN = 0.5
 
 
