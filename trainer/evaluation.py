@@ -81,10 +81,7 @@ def _look(
         embeddings.append(output.embedding.float().cpu())
         if output.upside_down is not None:
             upside_down.append(torch.sigmoid(output.upside_down.float()).cpu())
-    if getattr(net, "orientation", None) is None:
-        orientation = None
-    else:
-        orientation = torch.cat(upside_down).numpy() if upside_down else np.zeros(0, np.float32)
+    orientation = torch.cat(upside_down).numpy() if upside_down else None
     if not probabilities:
         return np.zeros((0, N_TYPES), np.float32), np.zeros((0, 0), np.float32), orientation
     return torch.cat(probabilities).numpy(), torch.cat(embeddings).numpy(), orientation
