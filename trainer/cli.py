@@ -158,8 +158,7 @@ def _fit_orientation(net, header, args: argparse.Namespace) -> None:
     report = fit_orientation(net, crops.images, preprocessing, torch.device("cpu"))
     if not report["kept"]:
         print(f"no orientation head: {report['reason']}", file=sys.stderr)
-        header.orientation = None
-        return
+        return  # save_checkpoint writes the header without one, as the model has none
     header.orientation = report
     accuracy, held_out = report["held_out_accuracy"], report["held_out_crops"]
     print(f"orientation head fitted on {report['crops']} crops: "

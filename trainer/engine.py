@@ -11,7 +11,6 @@ Outputs in the run folder:
     best.safetensors   the model with the best validation accuracy (or the last one
                        when there is no validation data); when training ends it gets its
                        orientation head, fitted on the training crops
-
     last.safetensors   the model after the last finished epoch
     state.pt           what ``--resume`` needs (tensors only; loaded with weights_only)
 """
