@@ -19,7 +19,7 @@ test: $(STAMP)
 
 env: $(STAMP)
 
-# the shipped model: train in four stages (select on val), measure on test, export at half size
+# the shipped model: train in five stages (select on val), measure on test, export at half size
 # (the last stage fits the orientation head when it ends)
 DATA ?= ../shared/data/gband612
 model: $(STAMP)
@@ -27,12 +27,13 @@ model: $(STAMP)
 	$(BIN)/python -m trainer train --config trainer/configs/default-stage2.yaml
 	$(BIN)/python -m trainer train --config trainer/configs/default-stage3.yaml
 	$(BIN)/python -m trainer train --config trainer/configs/default-stage4.yaml
+	$(BIN)/python -m trainer train --config trainer/configs/default-stage5.yaml
 	for split in val test; do $(BIN)/python -m trainer evaluate --data $(DATA) \
-	  --cells $(DATA)/splits/$$split.txt --checkpoint runs/default-stage4/best.safetensors \
-	  --json runs/default-stage4/eval-$$split.json --plots runs/default-stage4/plots-$$split || exit 1; done
-	$(BIN)/python -m trainer export --half --checkpoint runs/default-stage4/best.safetensors \
+	  --cells $(DATA)/splits/$$split.txt --checkpoint runs/default-stage5/best.safetensors \
+	  --json runs/default-stage5/eval-$$split.json --plots runs/default-stage5/plots-$$split || exit 1; done
+	$(BIN)/python -m trainer export --half --checkpoint runs/default-stage5/best.safetensors \
 	  --out resources/karyo-default.safetensors \
-	  --metrics val=runs/default-stage4/eval-val.json test=runs/default-stage4/eval-test.json
+	  --metrics val=runs/default-stage5/eval-val.json test=runs/default-stage5/eval-test.json
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \

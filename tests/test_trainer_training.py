@@ -175,6 +175,32 @@ def test_a_killed_run_resumes_where_it_stopped(dataset, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
+def test_the_moving_average_of_the_weights_competes_for_the_best_model(dataset, tmp_path):
+    import torch
+
+    from trainer.data import load_dataset_crops
+    from trainer.evaluation import evaluate_crops
+
+    run = tmp_path / "run"
+    args = train_args(dataset, run, "--epochs", "2", "--steps-per-epoch", "6", "--lr", "0.003")
+    assert trainer([*args, "--ema-decay", "0.8"]) == 0
+    epochs = [e for e in events_of(run) if e["event"] == "epoch"]
+    for e in epochs:  # both were judged, and the better one is the epoch's figure
+        pair = (e["val_trained_crop_accuracy"], e["val_average_crop_accuracy"])
+        assert e["val_crop_accuracy"] == max(pair)
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert any(not torch.equal(state["ema"][k], v) for k, v in state["model"].items())
+
+    net, header = load_checkpoint(run / "best.safetensors")
+    assert header.metrics["weights"] in ("trained", "average")
+    preprocessing = header.input_preprocessing
+    val = load_dataset_crops(dataset, dataset / "splits/val.txt", preprocessing)
+    metrics, _ = evaluate_crops(net, val, preprocessing, torch.device("cpu"))
+    # the file holds the weights that earned the best figure, whichever they were
+    assert metrics["crop_accuracy"] == pytest.approx(header.metrics["val"]["crop_accuracy"])
+    assert header.metrics["val"]["crop_accuracy"] == max(e["val_crop_accuracy"] for e in epochs)
+
+
 @pytest.mark.parametrize("damage", ["truncated", "code"])
 def test_a_damaged_or_hostile_training_state_is_refused_by_resume(
     dataset, tmp_path, capsys, damage
@@ -283,7 +309,7 @@ def test_the_training_label_trusts_reviewers_and_signed_off_assignments_only():
     assert training_label(third, cell) is None
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "default-stage2.yaml", "scl.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "trainer/configs").glob("*.yaml")))
 def test_the_bundled_configs_are_valid(name):
     from trainer.config import resolve
 

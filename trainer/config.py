@@ -67,6 +67,9 @@ class TrainConfig:
     warmup_epochs: float = 0.5  # linear learning-rate warm-up, then cosine decay
     min_lr_ratio: float = 0.01
     grad_clip: float = 5.0
+    # > 0: also keep an exponential moving average of the weights (timm's ModelEmaV3) with
+    # this decay per step; each epoch the better of the two on validation is the one kept
+    ema_decay: float = 0.0
     # running
     device: str = "auto"  # auto | cpu | cuda | cuda:1 | mps
     threads: int = 0  # CPU threads for torch (0: torch's default)
@@ -95,6 +98,8 @@ class TrainConfig:
             problems.append(f"--optimizer {self.optimizer!r}: use adam or adamw")
         if not 0 <= self.val_fraction < 1:
             problems.append("--val-fraction must be in [0, 1)")
+        if not 0 <= self.ema_decay < 1:
+            problems.append("--ema-decay must be in [0, 1) (0: no moving average)")
         if self.steps_per_epoch < 0 or self.generated_cells < 0:
             problems.append("--steps-per-epoch and --generated-cells cannot be negative")
         if problems:

@@ -9,8 +9,10 @@ Outputs in the run folder:
     config.yaml        the resolved configuration
     events.jsonl       every event of the run
     best.safetensors   the model with the best validation accuracy (or the last one
-                       when there is no validation data); when training ends it gets its
-                       orientation head, fitted on the training crops
+                       when there is no validation data); with ``ema_decay`` the moving
+                       average of the weights competes too (header ``metrics.weights``);
+                       when training ends it gets its orientation head, fitted on the
+                       training crops
     last.safetensors   the model after the last finished epoch
     state.pt           what ``--resume`` needs (tensors only; loaded with weights_only)
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
 from trainer.batches import Augmentation, PairwiseClassBalancedSampler, augment
@@ -193,6 +196,8 @@ class TrainingRun:
         self.net.logit_scale.requires_grad_(config.lambda_con > 0)
         self.net.to(self.device).train()
         self.model = DistributedDataParallel(self.net) if self.world > 1 else self.net
+        # every rank applies the same averaged gradients, so every rank's average is the same
+        self.ema = ModelEmaV3(self.net, decay=config.ema_decay) if config.ema_decay else None
         self.sampler = PairwiseClassBalancedSampler(
             self.training.labels, config.crops_per_class, config.seed + self.rank
         )
@@ -271,6 +276,8 @@ class TrainingRun:
             self.start_epoch = int(state["epoch"])
             self.best_accuracy = float(state["best_accuracy"])
             self.history = list(state.get("history", []))
+            if self.ema is not None:
+                self.ema.module.load_state_dict(state.get("ema", state["model"]))
         except Exception as error:  # damaged, of another run's model, or not ours at all
             first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
             raise CheckpointError(
@@ -320,11 +327,13 @@ class TrainingRun:
                 self.model, self.objective, self.optimiser, x, labels, self.device, config.grad_clip
             )
             self.schedule.step()
+            step = epoch * self.steps_per_epoch + step_in_epoch + 1
+            if self.ema is not None:
+                self.ema.update(self.net, step)  # step 1 copies the weights, then averages
             self.seen += len(x)
             values = {k: float(v) for k, v in terms.items()}
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value
-            step = epoch * self.steps_per_epoch + step_in_epoch + 1
             last = step_in_epoch == self.steps_per_epoch - 1
             if self.lead and (step % config.log_every == 0 or last):
                 self._report_step(epoch, step, values)
@@ -360,16 +369,31 @@ class TrainingRun:
         if self.world > 1:
             dist.barrier()
 
+    def _candidates(self) -> dict[str, ChromosomeNet]:
+        """The weights that compete for best.safetensors: the trained ones and their average."""
+        if self.ema is None:
+            return {"trained": self.net}
+        return {"trained": self.net, "average": self.ema.module}
+
     def _validate_and_save(self, epoch: int, record: dict) -> None:
+        candidates = self._candidates()
         if len(self.validation):
-            metrics, _ = evaluate_crops(
-                self.net, self.validation, self.preprocessing, self.device,
-                self.config.eval_batch_size,
-            )  # fmt: skip
+            scores = {}
+            for weights, net in candidates.items():
+                metrics, _ = evaluate_crops(
+                    net, self.validation, self.preprocessing, self.device,
+                    self.config.eval_batch_size,
+                )  # fmt: skip
+                scores[weights] = metrics
+                if len(candidates) > 1:
+                    record[f"val_{weights}_crop_accuracy"] = metrics["crop_accuracy"]
+            # ties go to the trained weights (first in the dict)
+            weights = max(scores, key=lambda name: scores[name]["crop_accuracy"])
             for key in ("crop_accuracy", "macro_recall", "macro_auc"):
-                record[f"val_{key}"] = metrics[key]
-            accuracy = metrics["crop_accuracy"]
+                record[f"val_{key}"] = scores[weights][key]
+            accuracy = scores[weights]["crop_accuracy"]
         else:
+            weights = "average" if self.ema is not None else "trained"
             accuracy = float(epoch)  # no validation data: the latest model is the best
         self.history.append(dict(record))
         save_checkpoint(
@@ -379,7 +403,11 @@ class TrainingRun:
             self.best_accuracy = accuracy
             val = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
             metrics = {"val": val, "epoch": epoch + 1, "history": self.history}
-            save_checkpoint(self.folder / "best.safetensors", self.net, self._header(metrics))
+            if len(candidates) > 1:
+                metrics["weights"] = weights
+            save_checkpoint(
+                self.folder / "best.safetensors", candidates[weights], self._header(metrics)
+            )
         record["best_val_crop_accuracy"] = self.best_accuracy if len(self.validation) else None
         self._save_state(epoch + 1)
 
@@ -440,6 +468,8 @@ class TrainingRun:
             "best_accuracy": self.best_accuracy,
             "history": self.history,
         }
+        if self.ema is not None:
+            state["ema"] = self.ema.module.state_dict()
         torch.save(state, temporary)
         os.replace(temporary, path)
 
