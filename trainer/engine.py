@@ -196,7 +196,8 @@ class TrainingRun:
         self.net.logit_scale.requires_grad_(config.lambda_con > 0)
         self.net.to(self.device).train()
         self.model = DistributedDataParallel(self.net) if self.world > 1 else self.net
-        # every rank applies the same averaged gradients, so every rank's average is the same
+        # the same gradients reach every rank, so the averages differ only in BatchNorm
+        # statistics, like the weights themselves; rank 0's is the one judged and saved
         self.ema = ModelEmaV3(self.net, decay=config.ema_decay) if config.ema_decay else None
         self.sampler = PairwiseClassBalancedSampler(
             self.training.labels, config.crops_per_class, config.seed + self.rank
