@@ -17,8 +17,8 @@ import numpy as np
 from karyo_gui.core.case import Cell, Flag, Orientation
 
 # a guess whose probability of "upside down" lies within this of 0.5 is flagged unsure:
-# on the val cells of gband612 that flags about 7 % of the crops, and the rest are right
-# about 97 % of the time (bench/orientation.py measures it for any model)
+# on the val cells of gband612 that flags 7-10 % of the crops, and the rest are right
+# about 97.5 % of the time (bench/orientation.py measures it for any model)
 UNSURE_MARGIN = 0.2
 
 
