@@ -19,7 +19,7 @@ test: $(STAMP)
 
 env: $(STAMP)
 
-# the shipped model: train in six stages (select on val), measure on test, export at half size
+# the shipped model: train in seven stages (select on val), measure on test, export at half size
 # (the export refits the orientation head on the gband612 training crops alone)
 DATA ?= ../shared/data/gband612
 model: $(STAMP)
@@ -29,13 +29,14 @@ model: $(STAMP)
 	$(BIN)/python -m trainer train --config trainer/configs/default-stage4.yaml
 	$(BIN)/python -m trainer train --config trainer/configs/default-stage5.yaml
 	$(BIN)/python -m trainer train --config trainer/configs/default-stage6.yaml
+	$(BIN)/python -m trainer train --config trainer/configs/default-stage7.yaml
 	for split in val test; do $(BIN)/python -m trainer evaluate --data $(DATA) \
-	  --cells $(DATA)/splits/$$split.txt --checkpoint runs/default-stage6/best.safetensors \
-	  --json runs/default-stage6/eval-$$split.json --plots runs/default-stage6/plots-$$split || exit 1; done
-	$(BIN)/python -m trainer export --half --checkpoint runs/default-stage6/best.safetensors \
+	  --cells $(DATA)/splits/$$split.txt --checkpoint runs/default-stage7/best.safetensors \
+	  --json runs/default-stage7/eval-$$split.json --plots runs/default-stage7/plots-$$split || exit 1; done
+	$(BIN)/python -m trainer export --half --checkpoint runs/default-stage7/best.safetensors \
 	  --out resources/karyo-default.safetensors \
 	  --orientation-cells $(DATA)/splits/train.txt --data $(DATA) \
-	  --metrics val=runs/default-stage6/eval-val.json test=runs/default-stage6/eval-test.json
+	  --metrics val=runs/default-stage7/eval-val.json test=runs/default-stage7/eval-test.json
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
