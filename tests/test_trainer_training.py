@@ -269,6 +269,35 @@ def test_fine_tuning_learns_from_corrected_case_files_and_records_its_parent(tmp
     assert child.training_data["train"]["class_counts"][ChromosomeType.Y] == 2  # 1 given + 1 manual
 
 
+def test_fine_tuning_may_dilate_the_parents_last_stage_but_not_reshape_its_weights(tmp_path):
+    import torch
+
+    parent_run = tmp_path / "parent"
+    base = ["train", *TINY, "--epochs", "1", "--steps-per-epoch", "2", "--generated-cells", "2"]
+    assert trainer([*base, "--output", str(parent_run)]) == 0
+    parent_model = str(parent_run / "best.safetensors")
+    fine = ["train", "--generated-cells", "2", "--init-checkpoint", parent_model,
+            "--epochs", "1", "--steps-per-epoch", "2", "--threads", "2"]  # fmt: skip
+    assert trainer([*fine, "--model-kwargs", "{output_stride: 16}", "--output",
+                    str(tmp_path / "dilated")]) == 0  # fmt: skip
+    parent, parent_header = load_checkpoint(parent_model)
+    child, child_header = load_checkpoint(tmp_path / "dilated" / "best.safetensors")
+    assert child_header.model_kwargs == {**parent_header.model_kwargs, "output_stride": 16}
+    assert child_header.preprocessing == parent_header.preprocessing
+    crops = torch.zeros(1, 1, 64, 32)
+    with torch.inference_mode():
+        coarse = parent.encoder.forward_features(crops).shape[-2:]
+        fine_map = child.encoder.forward_features(crops).shape[-2:]
+    assert (fine_map[0], fine_map[1]) == (2 * coarse[0], 2 * coarse[1])
+
+    reshaping = _run_cli(*fine, "--model-kwargs", "{stem_width: 8}", "--output",
+                         str(tmp_path / "reshaped"))  # fmt: skip
+    assert reshaping.returncode == 2
+    assert "do not fit the parent model's weights" in reshaping.stderr
+    assert "Traceback" not in reshaping.stderr
+    assert not (tmp_path / "reshaped" / "best.safetensors").exists()
+
+
 def test_fine_tuning_holds_out_the_labs_cells_and_compares_with_its_parent(dataset, tmp_path):
     parent_run = tmp_path / "parent"
     base = ["train", "--output", str(parent_run), *TINY, "--epochs", "1", "--steps-per-epoch", "2"]

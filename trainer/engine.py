@@ -157,6 +157,26 @@ def _new_model(config: TrainConfig) -> ChromosomeNet:
         ) from None
 
 
+def _refit(
+    net: ChromosomeNet, arch: str, embedding_dim: int, model_kwargs: dict
+) -> ChromosomeNet:
+    """The parent's weights in the same backbone built with other model arguments."""
+    try:
+        refitted = ChromosomeNet(
+            arch,
+            embedding_dim,
+            orientation_head=net.orientation is not None,
+            **model_kwargs,
+        )
+        refitted.load_state_dict(net.state_dict(), strict=True)
+    except (TypeError, ValueError, RuntimeError) as error:
+        first = str(error).splitlines()[0]
+        raise ConfigError(
+            f"model arguments {model_kwargs} do not fit the parent model's weights ({first})"
+        ) from None
+    return refitted
+
+
 def _augmentation(config: TrainConfig) -> Augmentation:
     return Augmentation(
         rotate_degrees=config.rotate_degrees,
@@ -225,10 +245,14 @@ class TrainingRun:
         if not config.init_checkpoint:
             preprocessing = Preprocessing(height=config.input_height, width=config.input_width)
             return _new_model(config), preprocessing, None
-        # fine-tuning keeps the parent's backbone and input
+        # fine-tuning keeps the parent's backbone and input; model arguments that keep the
+        # weights' shapes (a dilated last stage: output_stride) may be added or changed
         net, header = load_checkpoint(config.init_checkpoint)
+        model_kwargs = {**header.model_kwargs, **config.model_kwargs}
+        if model_kwargs != header.model_kwargs:
+            net = _refit(net, header.arch, header.embedding_dim, model_kwargs)
         net.orientation = None  # refitted on the new embeddings when training ends
-        config.arch, config.model_kwargs = header.arch, header.model_kwargs
+        config.arch, config.model_kwargs = header.arch, model_kwargs
         config.embedding_dim = header.embedding_dim
         preprocessing = header.input_preprocessing
         config.input_height, config.input_width = preprocessing.height, preprocessing.width
