@@ -26,7 +26,7 @@ import random
 import signal
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,13 @@ from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
 from trainer.batches import Augmentation, PairwiseClassBalancedSampler, augment
-from trainer.checkpoint import CheckpointError, ModelHeader, load_checkpoint, save_checkpoint
+from trainer.checkpoint import (
+    CheckpointError,
+    ModelHeader,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+)
 from trainer.config import ConfigError, TrainConfig
 from trainer.data import (
     CropSet,
@@ -157,17 +163,10 @@ def _new_model(config: TrainConfig) -> ChromosomeNet:
         ) from None
 
 
-def _refit(
-    net: ChromosomeNet, arch: str, embedding_dim: int, model_kwargs: dict
-) -> ChromosomeNet:
+def _refit(net: ChromosomeNet, header: ModelHeader, model_kwargs: dict) -> ChromosomeNet:
     """The parent's weights in the same backbone built with other model arguments."""
     try:
-        refitted = ChromosomeNet(
-            arch,
-            embedding_dim,
-            orientation_head=net.orientation is not None,
-            **model_kwargs,
-        )
+        refitted = build_model(replace(header, model_kwargs=model_kwargs))
         refitted.load_state_dict(net.state_dict(), strict=True)
     except (TypeError, ValueError, RuntimeError) as error:
         first = str(error).splitlines()[0]
@@ -250,7 +249,7 @@ class TrainingRun:
         net, header = load_checkpoint(config.init_checkpoint)
         model_kwargs = {**header.model_kwargs, **config.model_kwargs}
         if model_kwargs != header.model_kwargs:
-            net = _refit(net, header.arch, header.embedding_dim, model_kwargs)
+            net = _refit(net, header, model_kwargs)
         net.orientation = None  # refitted on the new embeddings when training ends
         config.arch, config.model_kwargs = header.arch, model_kwargs
         config.embedding_dim = header.embedding_dim
