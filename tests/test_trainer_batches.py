@@ -56,6 +56,37 @@ def test_augmentation_off_is_plain_normalisation_and_flips_flip():
     assert torch.allclose(upside_down, normalise(canvases, PREP).flip(2), atol=1e-5)
 
 
+def _centre_column(image, row):
+    weights = image[row].clamp(min=0)
+    return float((weights * torch.arange(len(weights))).sum() / weights.sum())
+
+
+def test_bend_bows_a_straight_chromosome_along_its_axis_and_costs_old_runs_nothing():
+    bar = torch.zeros(16, PREP.height, PREP.width, dtype=torch.uint8)
+    bar[:, 8:-8, PREP.width // 2 - 4 : PREP.width // 2 + 4] = 220  # a straight chromosome
+    straight = Augmentation(0, 0, 0, 0, 0, 0, 0)
+    bent = augment(bar, PREP, Augmentation(0, 0, 0, 0, 0, 0, 0, bend=0.3), torch.Generator())
+    plain = normalise(bar, PREP)[:, 0] + PREP.mean / PREP.std  # background 0
+    bent = bent[:, 0] + PREP.mean / PREP.std
+    middle, top, bottom = PREP.height // 2, 12, PREP.height - 13
+    bows = []
+    for image, reference in zip(bent, plain):
+        # the middle stays put; both ends move to the same side, by the same amount
+        assert abs(_centre_column(image, middle) - _centre_column(reference, middle)) < 0.5
+        up = _centre_column(image, top) - _centre_column(reference, top)
+        down = _centre_column(image, bottom) - _centre_column(reference, bottom)
+        assert abs(up - down) < 0.5
+        bows.append(up)
+    bows = np.asarray(bows)
+    assert (bows > 1).any() and (bows < -1).any()  # bent both ways
+    assert np.abs(bows).max() <= 0.3 * PREP.width + 0.5  # never more than asked
+    # without bend nothing more is drawn: runs configured before bend existed stay the same
+    a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    augment(bar, PREP, straight, a)
+    augment(bar, PREP, Augmentation(0, 0, 0, 0, 0, 0, 0, bend=0.0), b)
+    assert torch.equal(a.get_state(), b.get_state())
+
+
 def test_augmented_batches_vary_but_keep_a_black_background():
     canvases = torch.from_numpy(prepare_cell(crops("46,XX", 1), PREP))
     generator = torch.Generator().manual_seed(0)

@@ -136,6 +136,7 @@ def _run_cli(*args, **kwargs):
         (["train", "--config", "{tmp}/bad.yaml"], "unknown option(s) learning_rte"),
         (["train", "--generated-cells", "2", "--arch", "resnet999"], "not a timm model name"),
         (["train", "--generated-cells", "2", "--device", "cuda:7"], "cuda"),
+        (["train", "--generated-cells", "2", "--bend", "0.8"], "--bend must be in [0, 0.5)"),
         (["evaluate", "--data", "{tmp}", "--checkpoint", "{tmp}/bad.yaml", "--json", "o.json"],
          "not a safetensors model file"),
     ],

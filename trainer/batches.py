@@ -67,7 +67,7 @@ class PairwiseClassBalancedSampler:
 
 @dataclass(frozen=True)
 class Augmentation:
-    """The paper's rotation, flips and contrast jitter, plus scale and shift jitter."""
+    """The paper's rotation, flips and contrast jitter, plus scale, shift and bend jitter."""
 
     rotate_degrees: float = 15.0
     hflip: float = 0.5
@@ -76,6 +76,9 @@ class Augmentation:
     shift: float = 0.05  # fraction of the canvas, +-
     contrast: float = 0.25  # multiplicative, +-
     gamma: float = 0.3  # log-uniform gamma in exp(+-gamma)
+    # largest sideways bow, as a fraction of the canvas width, of the canvas's top and bottom
+    # rows against its middle row: straightened crops still come bent, but fewer than straight
+    bend: float = 0.0
 
 
 def normalise(canvases: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:
@@ -112,6 +115,14 @@ def augment(
     theta[:, 0, 2] = uniform(-augmentation.shift, augmentation.shift) * 2
     theta[:, 1, 2] = uniform(-augmentation.shift, augmentation.shift) * 2
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if augmentation.bend > 0:
+        # bow the chromosome along its own axis: a sideways shift growing with the square of
+        # the distance from the middle row, applied before the rotation (the grid is linear
+        # in the output coordinates, so shifting them shifts the input along theta's x column)
+        bow = uniform(-augmentation.bend, augmentation.bend) * 2
+        rows = torch.linspace(-1 + 1 / height, 1 - 1 / height, height)
+        shift_x = bow.view(n, 1) * rows.view(1, height) ** 2  # (n, h), in [-1, 1] units
+        grid = grid + shift_x.view(n, height, 1, 1) * theta[:, :, 0].view(n, 1, 1, 2)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     gamma = torch.exp(uniform(-augmentation.gamma, augmentation.gamma)).view(n, 1, 1, 1)

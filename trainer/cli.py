@@ -211,6 +211,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"macro AUC {metrics['macro_auc']:.4f}, {metrics['crops_per_second']:.0f} crops/s on "
         f"{metrics['device']} -> {out}"
     )
+    if metrics["cells_labels_suspect"]:
+        suspect = metrics["cells_labels_suspect"]
+        print(
+            f"labels of {len(suspect)} cell(s) look shifted or swapped by one type, please "
+            f"check them: {', '.join(c['cell'] for c in suspect)} (crop accuracy without them "
+            f"{metrics['crop_accuracy_without_suspect_cells']:.4f}; see cells_labels_suspect)"
+        )
     return 0
 
 

@@ -58,6 +58,7 @@ class TrainConfig:
     shift: float = 0.05
     contrast: float = 0.25
     gamma_jitter: float = 0.3
+    bend: float = 0.0  # largest sideways bow, as a fraction of the canvas width (0: none)
     # optimisation
     optimizer: str = "adamw"  # adamw | adam
     lr: float = 1e-3
@@ -100,6 +101,8 @@ class TrainConfig:
             problems.append("--val-fraction must be in [0, 1)")
         if not 0 <= self.ema_decay < 1:
             problems.append("--ema-decay must be in [0, 1) (0: no moving average)")
+        if not 0 <= self.bend < 0.5:
+            problems.append("--bend must be in [0, 0.5) (a fraction of the canvas width)")
         if self.steps_per_epoch < 0 or self.generated_cells < 0:
             problems.append("--steps-per-epoch and --generated-cells cannot be negative")
         if problems:

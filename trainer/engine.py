@@ -185,6 +185,7 @@ def _augmentation(config: TrainConfig) -> Augmentation:
         shift=config.shift,
         contrast=config.contrast,
         gamma=config.gamma_jitter,
+        bend=config.bend,
     )
 
 
