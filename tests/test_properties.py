@@ -415,7 +415,7 @@ def edit_tiff_entry(data: bytearray, fraction: float, part: str, value: int) -> 
     kind=st.sampled_from(KINDS),
     changes=edits,
 )
-# a 16-bit TIFF whose strip-offset tag is retyped to 64 bits: an offset too large to seek to
+# a 16-bit TIFF with one tag retyped to 64 bits: an offset too large for Pillow to seek to
 @example(crop=np.full((3, 3), 128, np.uint8), kind="tiff16", changes=[("tag", 0.625, "type", 16)])
 def test_a_damaged_crop_file_decodes_or_is_refused(crop, kind, changes):
     assert_decoded_or_refused(edited(encoded(crop, kind), changes))

@@ -97,7 +97,7 @@ def decode_crop(data: bytes, path: str | os.PathLike = "<memory>") -> np.ndarray
         raise CropReadError(path, "not a readable image (unknown or corrupt format)") from None
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, OverflowError) as error:
         # TypeError: Pillow meets a tag of the wrong type in a damaged TIFF (a float offset);
-        # OverflowError: a damaged 64-bit strip offset that Pillow cannot even seek to
+        # OverflowError: a damaged 64-bit offset too large for Pillow even to seek to
         raise CropReadError(path, f"corrupt or truncated image ({error})") from None
     return _to_grey8(image, path)
 
