@@ -196,21 +196,19 @@ def suspect_labels(
     """
     predicted = probabilities.argmax(axis=1)
     neighbour = (np.abs(predicted - labels) == 1) & (probabilities.max(axis=1) >= confident)
-    suspect = []
-    for index, name in enumerate(cell_names):
-        rows = np.flatnonzero((cell_of == index) & neighbour)
-        if len(rows) >= at_least:
-            suspect.append(
-                {
-                    "cell": name,
-                    "crops": int((cell_of == index).sum()),
-                    "read_as_neighbour": [
-                        f"{CLASS_NAMES[labels[r]]} read as {CLASS_NAMES[predicted[r]]}"
-                        for r in rows
-                    ],
-                }
-            )
-    return suspect
+    hits = np.bincount(cell_of[neighbour], minlength=len(cell_names))
+    crops = np.bincount(cell_of, minlength=len(cell_names))
+    return [
+        {
+            "cell": cell_names[index],
+            "crops": int(crops[index]),
+            "read_as_neighbour": [
+                f"{CLASS_NAMES[labels[r]]} read as {CLASS_NAMES[predicted[r]]}"
+                for r in np.flatnonzero((cell_of == index) & neighbour)
+            ],
+        }
+        for index in np.flatnonzero(hits >= at_least)
+    ]
 
 
 def per_type_table(metrics: dict) -> str:
