@@ -89,6 +89,23 @@ def test_the_map_of_a_lying_crop_is_turned_back(net, cell):
     np.testing.assert_allclose(result.crop_map, where.to_crop(result.canvas_map), atol=1e-6)
 
 
+def test_the_map_of_a_straightened_chromosome_covers_the_bent_crop(net, cell):
+    import dataclasses
+
+    from test_straightening import bow
+
+    image = 255 - bow(255 - long_crop(cell), 2.4)[0]
+    straightening = dataclasses.replace(PREP, straighten_bend=0.5)
+    scale = cell_scale([c.image for c in cell.chromosomes], straightening)
+    canvas, where = place_crop(image, scale, straightening), placement(image, scale, straightening)
+    assert where.straightened is not None
+    result = attention_map(net, canvas, straightening, where)
+    assert result.crop_map.shape == image.shape
+    assert np.isfinite(result.crop_map).all()
+    assert 0 <= result.crop_map.min() <= result.crop_map.max() <= 1
+    np.testing.assert_allclose(result.crop_map, where.to_crop(result.canvas_map), atol=1e-6)
+
+
 def grad_cam_by_hand(net, canvas, target):
     """Grad-CAM written out: the ReLU of the gradient-weighted last feature stage."""
     x = normalise(torch.from_numpy(canvas)[None], PREP)

@@ -137,6 +137,10 @@ def _run_cli(*args, **kwargs):
         (["train", "--generated-cells", "2", "--arch", "resnet999"], "not a timm model name"),
         (["train", "--generated-cells", "2", "--device", "cuda:7"], "cuda"),
         (["train", "--generated-cells", "2", "--bend", "0.8"], "--bend must be in [0, 0.5)"),
+        (["train", "--generated-cells", "2", "--straighten-bend", "-1"],
+         "--straighten-bend must lie between 0 (never straighten) and 10"),
+        (["evaluate", "--data", "{tmp}", "--json", "o.json", "--straighten-bend", "99"],
+         "--straighten-bend must lie between 0 (never straighten) and 10"),
         (["evaluate", "--data", "{tmp}", "--checkpoint", "{tmp}/bad.yaml", "--json", "o.json"],
          "not a safetensors model file"),
     ],
@@ -297,6 +301,33 @@ def test_fine_tuning_may_dilate_the_parents_last_stage_but_not_reshape_its_weigh
     assert "do not fit the parent model's weights" in reshaping.stderr
     assert "Traceback" not in reshaping.stderr
     assert not (tmp_path / "reshaped" / "best.safetensors").exists()
+
+
+def test_straightening_is_learnt_with_the_model_and_kept_by_its_children(dataset, tmp_path):
+    base = ["train", *TINY, "--epochs", "1", "--steps-per-epoch", "2", "--generated-cells", "2"]
+    assert trainer([*base, "--output", str(tmp_path / "plain")]) == 0
+    assert load_checkpoint(tmp_path / "plain" / "best.safetensors")[1].preprocessing[
+        "straighten_bend"
+    ] == 0  # fmt: skip
+    fine = ["train", "--generated-cells", "2", "--epochs", "1", "--steps-per-epoch", "2",
+            "--threads", "2", "--init-checkpoint"]  # fmt: skip
+    child = tmp_path / "child"
+    assert trainer([*fine, str(tmp_path / "plain" / "best.safetensors"),
+                    "--straighten-bend", "0.5", "--output", str(child)]) == 0  # fmt: skip
+    grandchild = tmp_path / "grandchild"
+    assert trainer([*fine, str(child / "best.safetensors"), "--output", str(grandchild)]) == 0
+    for run in (child, grandchild):
+        header = load_checkpoint(run / "best.safetensors")[1]
+        assert header.input_preprocessing.straighten_bend == 0.5
+        assert yaml.safe_load((run / "config.yaml").read_text())["straighten_bend"] == 0.5
+
+    out = tmp_path / "eval.json"
+    model = str(child / "best.safetensors")
+    evaluate = ["evaluate", "--data", str(dataset), "--checkpoint", model, "--json", str(out)]
+    assert trainer(evaluate) == 0
+    assert json.loads(out.read_text())["straighten_bend"] == 0.5
+    assert trainer([*evaluate, "--straighten-bend", "0"]) == 0
+    assert json.loads(out.read_text())["straighten_bend"] == 0
 
 
 def test_fine_tuning_holds_out_the_labs_cells_and_compares_with_its_parent(dataset, tmp_path):

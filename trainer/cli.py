@@ -13,9 +13,17 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from trainer.config import SECOND_LOOK_MARGIN, ConfigError, add_arguments, resolve
+from trainer.config import (
+    MAX_BEND,
+    SECOND_LOOK_MARGIN,
+    STRAIGHTEN_BEND_RANGE,
+    ConfigError,
+    add_arguments,
+    resolve,
+)
 
 
 def build_parser(prog: str = "python -m trainer") -> argparse.ArgumentParser:
@@ -49,7 +57,27 @@ def add_evaluate_parser(commands) -> argparse.ArgumentParser:
         help="look again, upside down, at crops whose top-two probabilities are closer than "
         f"this (default {SECOND_LOOK_MARGIN}; 0: one look only)",
     )  # fmt: skip
+    _add_straighten_option(evaluate, "as the model was trained")
     return evaluate
+
+
+def _add_straighten_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--straighten-bend", type=float, metavar="BEND",
+        help="straighten chromosomes whose centre line strays at least BEND chromosome widths "
+        f"from the line between its ends before classifying them (default: {default}; "
+        "0: never)",
+    )  # fmt: skip
+
+
+def _preprocessing(header, args: argparse.Namespace):
+    """The model's input preprocessing, with ``--straighten-bend`` applied if given."""
+    preprocessing = header.input_preprocessing
+    if args.straighten_bend is None:
+        return preprocessing
+    if not 0 <= args.straighten_bend <= MAX_BEND:
+        raise ConfigError(STRAIGHTEN_BEND_RANGE)
+    return replace(preprocessing, straighten_bend=args.straighten_bend)
 
 
 def add_export_parser(commands) -> argparse.ArgumentParser:
@@ -68,6 +96,7 @@ def add_export_parser(commands) -> argparse.ArgumentParser:
         "--data first, e.g. the training split; models trained by this karyo have one already",
     )  # fmt: skip
     export.add_argument("--data", help="dataset folder of --orientation-cells")
+    _add_straighten_option(export, "as the model was trained")
     return export
 
 
@@ -122,6 +151,7 @@ def _export(args: argparse.Namespace) -> int:
     from trainer.checkpoint import load_checkpoint, save_checkpoint
 
     net, header = load_checkpoint(args.checkpoint)
+    header.preprocessing = _preprocessing(header, args).to_dict()
     if args.name:
         header.name = args.name
     for item in args.metrics:
@@ -175,7 +205,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--second-look {args.second_look} must lie between 0 and 1")
     device = pick_device(args.device)
     net, header = load_checkpoint(args.checkpoint or default_checkpoint(), device)
-    preprocessing = header.input_preprocessing
+    preprocessing = _preprocessing(header, args)
     crops = load_dataset_crops(args.data, args.cells, preprocessing)
     if not len(crops):
         raise DataError(f"{args.data}: no labelled crops to evaluate on")
@@ -186,6 +216,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         model=header.name,
         model_id=header.model_id,
         arch=header.arch,
+        straighten_bend=preprocessing.straighten_bend,
         data=str(args.data),
         cells=args.cells,
         problems=crops.problems,

@@ -22,6 +22,14 @@ import yaml
 SECOND_LOOK_MARGIN = 0.5
 
 
+# a bend is measured in chromosome widths; a chromosome folded in two is about 5
+MAX_BEND = 10.0
+STRAIGHTEN_BEND_RANGE = (
+    f"--straighten-bend must lie between 0 (never straighten) and {MAX_BEND:g} chromosome "
+    "widths, e.g. 0.5"
+)
+
+
 class ConfigError(Exception):
     pass
 
@@ -59,6 +67,10 @@ class TrainConfig:
     contrast: float = 0.25
     gamma_jitter: float = 0.3
     bend: float = 0.0  # largest sideways bow, as a fraction of the canvas width (0: none)
+    # straighten chromosomes whose centre line strays at least this many chromosome widths
+    # from the line between its ends before they are placed (0: never; unset: as the parent
+    # model does, never for a new model); stored with the model, so inference does the same
+    straighten_bend: float | None = None
     # optimisation
     optimizer: str = "adamw"  # adamw | adam
     lr: float = 1e-3
@@ -103,6 +115,8 @@ class TrainConfig:
             problems.append("--ema-decay must be in [0, 1) (0: no moving average)")
         if not 0 <= self.bend < 0.5:
             problems.append("--bend must be in [0, 0.5) (a fraction of the canvas width)")
+        if self.straighten_bend is not None and not 0 <= self.straighten_bend <= MAX_BEND:
+            problems.append(STRAIGHTEN_BEND_RANGE)
         if self.steps_per_epoch < 0 or self.generated_cells < 0:
             problems.append("--steps-per-epoch and --generated-cells cannot be negative")
         if problems:
@@ -130,6 +144,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = _yaml_mapping
         elif hint in (int, float):
             kwargs["type"] = hint
+        elif hint == float | None:
+            kwargs["type"] = float
         parser.add_argument(_option(item.name), **kwargs)
 
 

@@ -243,7 +243,12 @@ class TrainingRun:
     def _model(self) -> tuple[ChromosomeNet, Preprocessing, dict | None]:
         config = self.config
         if not config.init_checkpoint:
-            preprocessing = Preprocessing(height=config.input_height, width=config.input_width)
+            preprocessing = Preprocessing(
+                height=config.input_height,
+                width=config.input_width,
+                straighten_bend=config.straighten_bend or 0.0,
+            )
+            config.straighten_bend = preprocessing.straighten_bend
             return _new_model(config), preprocessing, None
         # fine-tuning keeps the parent's backbone and input; model arguments that keep the
         # weights' shapes (a dilated last stage: output_stride) may be added or changed
@@ -255,7 +260,10 @@ class TrainingRun:
         config.arch, config.model_kwargs = header.arch, model_kwargs
         config.embedding_dim = header.embedding_dim
         preprocessing = header.input_preprocessing
+        if config.straighten_bend is not None:  # the model learns the new input
+            preprocessing = replace(preprocessing, straighten_bend=config.straighten_bend)
         config.input_height, config.input_width = preprocessing.height, preprocessing.width
+        config.straighten_bend = preprocessing.straighten_bend
         parent = {
             "name": header.name,
             "model_id": header.model_id,

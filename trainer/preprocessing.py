@@ -7,18 +7,20 @@ fixed fraction of the input height: relative lengths within the cell survive, an
 photographed at another pixel scale (another lab's camera, another condensation) land at
 the same size. Background polarity is detected per crop, so G-banded crops (dark bands on a
 light background) and Q-banded ones (bright bands on a dark background) both reach the
-model as bright chromosomes on a black background.
+model as bright chromosomes on a black background. Bent chromosomes can be straightened
+along their centre line first (``straighten_bend``; off in models trained before it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
 
 from karyo_gui.core.orientation import is_lying
+from karyo_gui.core.straightening import Straightened, back_to_crop, straighten_all
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class Preprocessing:
     median_length: float = 0.42  # the cell's median chromosome length, as a fraction of height
     mean: float = 0.12  # normalisation of the [0, 1] intensities the model sees
     std: float = 0.22
+    # chromosomes whose centre line strays at least this many chromosome widths from the
+    # straight line between its ends are straightened first; 0 leaves every crop as it is
+    straighten_bend: float = 0.0
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -62,7 +67,8 @@ class Placement:
     """Where a crop landed on its canvas, so that a map over the canvas maps back to the crop.
 
     The crop (``crop_height`` x ``crop_width`` as stored) was turned by 90 degrees when
-    ``turned``, scaled to ``height`` x ``width`` and pasted at (``top``, ``left``).
+    ``turned``, straightened when ``straightened`` is set, scaled to ``height`` x ``width``
+    and pasted at (``top``, ``left``).
     """
 
     crop_height: int
@@ -73,6 +79,7 @@ class Placement:
     height: int
     width: int
     scale: float
+    straightened: Straightened | None = field(default=None, compare=False, repr=False)
 
     def to_crop(self, canvas_map: np.ndarray) -> np.ndarray:
         """A float map over the canvas as a map over the crop's own pixels (as stored)."""
@@ -83,57 +90,104 @@ class Placement:
         ]
         turned_size = (self.crop_width, self.crop_height) if self.turned else None
         rows, cols = turned_size or (self.crop_height, self.crop_width)
-        region = cv2.resize(region, (cols, rows), interpolation=cv2.INTER_LINEAR)
+        if self.straightened is None:
+            region = cv2.resize(region, (cols, rows), interpolation=cv2.INTER_LINEAR)
+        else:
+            laid_out = self.straightened.image.shape
+            region = cv2.resize(region, laid_out[::-1], interpolation=cv2.INTER_LINEAR)
+            region = back_to_crop(region, self.straightened, (rows, cols))
         # np.rot90 turned the crop counter-clockwise; turn the map back clockwise
         return np.ascontiguousarray(np.rot90(region, -1)) if self.turned else region
 
 
-def placement(image: np.ndarray | None, scale: float, preprocessing: Preprocessing) -> Placement:
-    """Where :func:`place_crop` puts a crop of this shape at this cell scale."""
-    if image is None or image.size == 0:
-        return Placement(0, 0, False, 0, 0, 0, 0, 0.0)
+def chromosome_pictures(
+    images: Sequence[np.ndarray | None], preprocessing: Preprocessing
+) -> list[tuple[np.ndarray | None, Straightened | None]]:
+    """Each crop as the model sees it before scaling: bright on black, upright and, when
+    bent enough, straightened (with what the straightening did, or None)."""
+    pictures = [_bright_upright(image) if _pictured(image) else None for image in images]
+    if preprocessing.straighten_bend <= 0:
+        return [(picture, None) for picture in pictures]
+    present = [k for k, picture in enumerate(pictures) if picture is not None]
+    laid_out = straighten_all([pictures[k] for k in present], preprocessing.straighten_bend)
+    out: list[tuple[np.ndarray | None, Straightened | None]] = [(p, None) for p in pictures]
+    for k, straightened in zip(present, laid_out):
+        if straightened is not None:
+            out[k] = (straightened.image, straightened)
+    return out
+
+
+def _pictured(image: np.ndarray | None) -> bool:
+    return image is not None and image.size > 0
+
+
+def _bright_upright(image: np.ndarray) -> np.ndarray:
+    return upright(image if is_dark_background(image) else 255 - image)
+
+
+def _placed(
+    image: np.ndarray | None,
+    picture: np.ndarray | None,
+    straightened: Straightened | None,
+    scale: float,
+    preprocessing: Preprocessing,
+) -> tuple[np.ndarray, Placement]:
+    """The canvas of one crop (``image`` as stored, ``picture`` as the model sees it)."""
+    canvas = np.zeros((preprocessing.height, preprocessing.width), np.uint8)
+    if not _pictured(image) or picture is None:
+        return canvas, Placement(0, 0, False, 0, 0, 0, 0, 0.0)
     crop_height, crop_width = image.shape[:2]
-    turned = is_lying(crop_height, crop_width)
-    height, width = (crop_width, crop_height) if turned else (crop_height, crop_width)
+    height, width = picture.shape[:2]
     # a crop longer than the canvas (debris, an overlap) is shrunk to fit rather than cut
     scale = min(scale, preprocessing.height / height, preprocessing.width / width)
     new_height = min(preprocessing.height, max(1, round(height * scale)))
     new_width = min(preprocessing.width, max(1, round(width * scale)))
-    return Placement(
+    where = Placement(
         crop_height,
         crop_width,
-        turned,
+        is_lying(crop_height, crop_width),
         (preprocessing.height - new_height) // 2,
         (preprocessing.width - new_width) // 2,
         new_height,
         new_width,
         scale,
+        straightened,
     )
+    if (new_height, new_width) != picture.shape:
+        picture = cv2.resize(
+            picture,
+            (new_width, new_height),
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        )
+    canvas[where.top : where.top + new_height, where.left : where.left + new_width] = picture
+    return canvas, where
+
+
+def placed_crop(
+    image: np.ndarray | None, scale: float, preprocessing: Preprocessing
+) -> tuple[np.ndarray, Placement]:
+    """One crop as a uint8 canvas (chromosome bright on black, upright, straightened when
+    bent, scaled and centred) and where it landed there."""
+    [(picture, straightened)] = chromosome_pictures([image], preprocessing)
+    return _placed(image, picture, straightened, scale, preprocessing)
+
+
+def placement(image: np.ndarray | None, scale: float, preprocessing: Preprocessing) -> Placement:
+    """Where :func:`place_crop` puts this crop at this cell scale."""
+    return placed_crop(image, scale, preprocessing)[1]
 
 
 def place_crop(image: np.ndarray, scale: float, preprocessing: Preprocessing) -> np.ndarray:
     """One crop as a uint8 canvas: chromosome bright on black, scaled and centred."""
-    canvas = np.zeros((preprocessing.height, preprocessing.width), np.uint8)
-    if image is None or image.size == 0:
-        return canvas
-    where = placement(image, scale, preprocessing)
-    if not is_dark_background(image):
-        image = 255 - image
-    image = upright(image)
-    if (where.height, where.width) != image.shape:
-        image = cv2.resize(
-            image,
-            (where.width, where.height),
-            interpolation=cv2.INTER_AREA if where.scale < 1 else cv2.INTER_LINEAR,
-        )
-    canvas[where.top : where.top + where.height, where.left : where.left + where.width] = image
-    return canvas
+    return placed_crop(image, scale, preprocessing)[0]
 
 
 def prepare_cell(images: Sequence[np.ndarray], preprocessing: Preprocessing) -> np.ndarray:
-    """All crops of one cell as a (n, height, width) uint8 array at the cell's common scale."""
+    """All crops of one cell as a (n, height, width) uint8 array at the cell's common scale
+    (from the crops as stored, so that straightening a few leaves the others unchanged)."""
     scale = cell_scale(images, preprocessing)
     out = np.zeros((len(images), preprocessing.height, preprocessing.width), np.uint8)
-    for index, image in enumerate(images):
-        out[index] = place_crop(image, scale, preprocessing)
+    pictures = chromosome_pictures(images, preprocessing)
+    for index, (image, (picture, straightened)) in enumerate(zip(images, pictures)):
+        out[index] = _placed(image, picture, straightened, scale, preprocessing)[0]
     return out
