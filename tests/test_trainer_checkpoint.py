@@ -145,3 +145,20 @@ def test_a_half_size_export_loads_as_the_same_model(tmp_path):
     x = torch.randn(4, 1, PREP.height, PREP.width)
     with torch.no_grad():
         assert torch.allclose(net(x).logits, loaded(x).logits, atol=1e-2)
+
+
+def test_straightening_switched_on_at_export_gives_the_model_a_new_id(tmp_path):
+    from trainer.cli import main
+
+    net = tiny().eval()
+    plain = save_checkpoint(tmp_path / "plain.safetensors", net, header(name="plain"))
+    again, straightened = tmp_path / "again.safetensors", tmp_path / "straight.safetensors"
+    export = ["export", "--checkpoint", str(plain)]
+    assert main([*export, "--out", str(again)]) == 0
+    assert main([*export, "--out", str(straightened), "--straighten-bend", "0.5"]) == 0
+    plain_id = read_header(plain).model_id
+    assert read_header(again).model_id == plain_id  # the same model keeps its id
+    changed = read_header(straightened)
+    assert changed.model_id != plain_id  # the same weights now answer otherwise
+    assert changed.input_preprocessing.straighten_bend == 0.5
+    assert load_checkpoint(straightened)[1].input_preprocessing.straighten_bend == 0.5

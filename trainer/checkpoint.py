@@ -108,11 +108,17 @@ class ModelHeader:
         return header
 
 
-def weights_id(state: dict[str, torch.Tensor]) -> str:
+def weights_id(state: dict[str, torch.Tensor], preprocessing: Preprocessing | None = None) -> str:
+    """The model id: the first 12 hex digits of the weights' SHA-256, which also covers the
+    straightening threshold when there is one. Straightening can be switched on at export,
+    without new weights, and the same weights then give other answers, so the model needs
+    another name; models without it keep the ids they always had."""
     digest = hashlib.sha256()
     for name in sorted(state):
         digest.update(name.encode())
         digest.update(state[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    if preprocessing is not None and preprocessing.straighten_bend > 0:
+        digest.update(f"straighten_bend={preprocessing.straighten_bend!r}".encode())
     return digest.hexdigest()[:12]
 
 
@@ -145,7 +151,7 @@ def save_checkpoint(
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         state[name] = tensor.contiguous()
-    header.model_id = weights_id(state)
+    header.model_id = weights_id(state, header.input_preprocessing)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
