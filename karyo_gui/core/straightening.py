@@ -9,8 +9,8 @@ chromosome.
 
 The centre line is the cheapest path between the chromosome's two ends (the two points
 farthest apart inside it) that keeps to the middle (the ridge of the distance to the
-edge), smoothed over about half a chromosome width. Its last half-width is replaced by a
-straight continuation, because the path ends in the tip of one chromatid.
+edge), smoothed by a Gaussian of 0.6 half-widths. Its last half-width at each end is
+replaced by a straight continuation, because the path ends in the tip of one chromatid.
 
 Works on one upright crop with a bright chromosome on a dark background (as the model
 sees it); numpy, OpenCV and scipy only.
@@ -202,7 +202,7 @@ def _with_straight_ends(line: CentreLine) -> np.ndarray:
 
 
 def straighten(image: np.ndarray, min_bend: float) -> Straightened | None:
-    """The chromosome of an upright crop laid out straight, p-end still on top, or None
+    """The chromosome of an upright crop laid out straight, its top end still on top, or None
     when it is not bent by at least ``min_bend`` chromosome widths (or cannot be traced)."""
     return straighten_all([image], min_bend)[0]
 

@@ -32,7 +32,7 @@ from karyo_gui.core.orientation import apply_orientation_guess
 from trainer.checkpoint import default_checkpoint, load_checkpoint
 from trainer.devices import pick_device
 from trainer.evaluation import predict
-from trainer.preprocessing import cell_scale, place_crop, placement, prepare_cell
+from trainer.preprocessing import cell_scale, placed_crop, prepare_cell
 
 if TYPE_CHECKING:
     from karyo_gui.inference.attention import AttentionMap
@@ -150,8 +150,7 @@ class Classifier:
             raise ValueError(f"chromosome {chromosome_id} of cell {cell.name} has no picture")
         pictures = [c.image for c in cell.chromosomes if c.image is not None]
         scale = cell_scale(pictures, self.preprocessing)
-        canvas = place_crop(chromosome.image, scale, self.preprocessing)
-        where = placement(chromosome.image, scale, self.preprocessing)
+        canvas, where = placed_crop(chromosome.image, scale, self.preprocessing)
         return attention_map(
             self.net,
             canvas,
