@@ -17,11 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from trainer.config import (
-    MAX_BEND,
     SECOND_LOOK_MARGIN,
-    STRAIGHTEN_BEND_RANGE,
     ConfigError,
     add_arguments,
+    check_straighten_bend,
     resolve,
 )
 
@@ -57,16 +56,16 @@ def add_evaluate_parser(commands) -> argparse.ArgumentParser:
         help="look again, upside down, at crops whose top-two probabilities are closer than "
         f"this (default {SECOND_LOOK_MARGIN}; 0: one look only)",
     )  # fmt: skip
-    _add_straighten_option(evaluate, "as the model was trained")
+    _add_straighten_option(evaluate)
     return evaluate
 
 
-def _add_straighten_option(parser: argparse.ArgumentParser, default: str) -> None:
+def _add_straighten_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--straighten-bend", type=float, metavar="BEND",
         help="straighten chromosomes whose centre line strays at least BEND chromosome widths "
-        f"from the line between its ends before classifying them (default: {default}; "
-        "0: never)",
+        "from the line between its ends before classifying them (default: as the model was "
+        "trained; 0: never)",
     )  # fmt: skip
 
 
@@ -75,8 +74,7 @@ def _preprocessing(header, args: argparse.Namespace):
     preprocessing = header.input_preprocessing
     if args.straighten_bend is None:
         return preprocessing
-    if not 0 <= args.straighten_bend <= MAX_BEND:
-        raise ConfigError(STRAIGHTEN_BEND_RANGE)
+    check_straighten_bend(args.straighten_bend)
     return replace(preprocessing, straighten_bend=args.straighten_bend)
 
 
@@ -96,7 +94,7 @@ def add_export_parser(commands) -> argparse.ArgumentParser:
         "--data first, e.g. the training split; models trained by this karyo have one already",
     )  # fmt: skip
     export.add_argument("--data", help="dataset folder of --orientation-cells")
-    _add_straighten_option(export, "as the model was trained")
+    _add_straighten_option(export)
     return export
 
 

@@ -24,14 +24,19 @@ SECOND_LOOK_MARGIN = 0.5
 
 # a bend is measured in chromosome widths; a chromosome folded in two is about 5
 MAX_BEND = 10.0
-STRAIGHTEN_BEND_RANGE = (
-    f"--straighten-bend must lie between 0 (never straighten) and {MAX_BEND:g} chromosome "
-    "widths, e.g. 0.5"
-)
 
 
 class ConfigError(Exception):
     pass
+
+
+def check_straighten_bend(value: float | None) -> None:
+    """Refuse a ``--straighten-bend`` outside 0 (never) .. ``MAX_BEND``; None means unset."""
+    if value is not None and not 0 <= value <= MAX_BEND:
+        raise ConfigError(
+            f"--straighten-bend must lie between 0 (never straighten) and {MAX_BEND:g} "
+            "chromosome widths, e.g. 0.5"
+        )
 
 
 @dataclass
@@ -115,8 +120,10 @@ class TrainConfig:
             problems.append("--ema-decay must be in [0, 1) (0: no moving average)")
         if not 0 <= self.bend < 0.5:
             problems.append("--bend must be in [0, 0.5) (a fraction of the canvas width)")
-        if self.straighten_bend is not None and not 0 <= self.straighten_bend <= MAX_BEND:
-            problems.append(STRAIGHTEN_BEND_RANGE)
+        try:
+            check_straighten_bend(self.straighten_bend)
+        except ConfigError as error:
+            problems.append(str(error))
         if self.steps_per_epoch < 0 or self.generated_cells < 0:
             problems.append("--steps-per-epoch and --generated-cells cannot be negative")
         if problems:

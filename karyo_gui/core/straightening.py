@@ -40,10 +40,12 @@ _STEPS = ((0, 1), (1, 0), (1, 1), (1, -1))  # 8-connectivity, each pair once
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class CentreLine:
-    """The chromosome's centre line (x, y points, one pixel apart) and half its width."""
+    """The chromosome's centre line (x, y points, one pixel apart), half its width, and the
+    chromosome's mask it was traced in."""
 
     points: np.ndarray
     half_width: float
+    mask: np.ndarray
 
     @property
     def bend(self) -> float:
@@ -137,7 +139,7 @@ def centre_lines(images: list[np.ndarray]) -> list[CentreLine | None]:
     """The centre line of each crop's chromosome from one end to the other (None where a
     crop holds no object big enough to trace). All crops are traced together, as one graph
     whose parts do not touch, so a cell costs three shortest-path searches."""
-    traced, parts, half_widths = [], [], []
+    traced, parts, half_widths, masks = [], [], [], []
     for k, image in enumerate(images):
         traceable = image is not None and 0 < image.size <= MAX_PIXELS
         mask = chromosome_mask(image) if traceable else None
@@ -152,6 +154,7 @@ def centre_lines(images: list[np.ndarray]) -> list[CentreLine | None]:
         traced.append(k)
         parts.append((pixels, edges, int(np.argmax(to_edge[mask]))))
         half_widths.append(half_width)
+        masks.append(mask)
     lines: list[CentreLine | None] = [None] * len(images)
     if not traced:
         return lines
@@ -169,13 +172,13 @@ def centre_lines(images: list[np.ndarray]) -> list[CentreLine | None]:
     ridge = _graph(starts, ends, costs, first[-1])
     _, previous, _ = dijkstra(ridge, False, one_end, True, min_only=True)
     pixels = np.concatenate([pixels for pixels, _, _ in parts])
-    for k, start, end, half_width in zip(traced, one_end, other_end, half_widths):
+    for k, start, end, half_width, mask in zip(traced, one_end, other_end, half_widths, masks):
         path = [int(end)]
         while path[-1] != start and previous[path[-1]] >= 0:
             path.append(int(previous[path[-1]]))
         if len(path) >= 8:
             points = _even_steps(pixels[path[::-1]], max(2.0, SMOOTHING * half_width))
-            lines[k] = CentreLine(points, half_width)
+            lines[k] = CentreLine(points, half_width, mask)
     return lines
 
 
@@ -225,7 +228,7 @@ def _laid_out(image: np.ndarray, line: CentreLine) -> Straightened | None:
     source_x = (points[:, None, 0] + offsets[None, :] * across[:, None, 0]).astype(np.float32)
     source_y = (points[:, None, 1] + offsets[None, :] * across[:, None, 1]).astype(np.float32)
     laid_out = cv2.remap(image, source_x, source_y, cv2.INTER_LINEAR, borderValue=0)
-    mask = chromosome_mask(image).astype(np.uint8)
+    mask = line.mask.astype(np.uint8)
     inside = cv2.remap(mask, source_x, source_y, cv2.INTER_NEAREST, borderValue=0)
     rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
     if len(rows) == 0 or rows[-1] - rows[0] <= cols[-1] - cols[0]:
