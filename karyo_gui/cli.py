@@ -4,13 +4,16 @@ karyo                         open the app (example cell)
 karyo gui [CELL_DIR|CASE]     open the app on a cell folder, folder of cells or case file
 karyo example OUT_DIR [--karyotype 47,XY,+21] [--seed 1] [--unlabelled]
                               write a generated cell as a folder of PNG crops
-karyo classify CELL_DIR [--checkpoint CKPT] [--device D] --json OUT.json
+karyo classify CELL_DIR|IMAGE [--checkpoint CKPT] [--finder F] [--device D] --json OUT.json
                [--png KARYOGRAM.png] [--cam-dir DIR]
-                              classify a cell: types, karyotype (ISCN), flags as JSON
+                              classify a cell (crops, or a whole metaphase image whose
+                              chromosomes are found first): types, karyotype, flags as JSON
 karyo train --config CFG.yaml [options]
                               train a model (same as python -m trainer train)
 karyo evaluate --data ROOT [--cells LIST] [--checkpoint CKPT] --json OUT.json
-                              measure a model (same as python -m trainer evaluate)
+                              measure a model (same as python -m trainer evaluate); on a
+                              folder of annotated metaphases (images/ + annotations/) it
+                              measures finder, classifier and assignment together
 """
 
 from __future__ import annotations
@@ -39,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     example.add_argument("--seed", type=int, default=0)
     example.add_argument("--unlabelled", action="store_true", help="a flat folder of crops")
     classify = commands.add_parser("classify", help="classify a cell and write its karyotype")
-    classify.add_argument("path", help="cell folder, folder of cells or case file")
+    classify.add_argument(
+        "path", help="cell folder, folder of cells, case file, metaphase image or folder of them"
+    )
     classify.add_argument("--checkpoint", help="model file (default: the shipped model)")
+    classify.add_argument("--finder", help="chromosome-finder model file (default: shipped)")
     classify.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     classify.add_argument("--json", required=True, help="where to write the result")
     classify.add_argument("--png", help="also save the karyogram as this PNG")
@@ -55,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     add_evaluate_parser(commands)
     args = parser.parse_args(argv)
 
-    if args.command in ("train", "evaluate"):
+    if args.command == "evaluate" and _is_annotated_metaphases(args.data):
+        return _evaluate_metaphases(args)
+    if args.command in ("train", "evaluate", "train-finder"):
         from trainer.cli import run
 
         return run(args, "karyo")
@@ -100,13 +108,15 @@ def _classify(args: argparse.Namespace) -> int:
         return 2
     from trainer.checkpoint import CheckpointError
     from trainer.devices import DeviceError
+    from trainer.finder import FinderError
 
     try:
         from karyo_gui.inference.classifier import Classifier
         from karyo_gui.inference.report import cell_report
 
         classifier = Classifier(args.checkpoint, args.device, margin=args.margin)
-        results = [classifier.classify(cell) for cell in case.cells]
+        unfound = _find_chromosomes(case, args)
+        results = [classifier.classify(cell) for cell in case.cells if cell not in unfound]
         document = {
             "source": display_path(args.path),
             "model": {
@@ -132,7 +142,7 @@ def _classify(args: argparse.Namespace) -> int:
             _write_karyograms(results, Path(args.png))
         if args.cam_dir:
             _write_attention_maps(classifier, results, Path(args.cam_dir))
-    except (CheckpointError, DeviceError) as error:
+    except (CheckpointError, DeviceError, FinderError) as error:
         print(f"karyo classify: {error}", file=sys.stderr)
         return 2
     except OSError as error:
@@ -140,6 +150,81 @@ def _classify(args: argparse.Namespace) -> int:
         print(f"karyo classify: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _find_chromosomes(case, args: argparse.Namespace) -> list:
+    """Find the chromosomes of the case's metaphase images (cells of crops need nothing);
+    the cells where nothing was found, each named in the case's problems."""
+    waiting = [cell for cell in case.cells if cell.needs_finding]
+    if not waiting:
+        return []
+    from karyo_gui.inference.finder import ChromosomeFinder, NoChromosomesFound
+
+    finder = ChromosomeFinder(args.finder, args.device)
+    unfound = []
+    for cell in waiting:
+        try:
+            result = finder.find_cell(cell)
+        except NoChromosomesFound as error:
+            case.problems.append(str(error))
+            print(f"karyo classify: {error}", file=sys.stderr)
+            unfound.append(cell)
+            continue
+        flagged = sum(bool(c.flags) for c in cell.chromosomes)
+        print(f"{cell.name}: {len(cell.chromosomes)} chromosomes found "
+              f"({flagged} flagged for review) in {result.seconds:.2f} s")
+    return unfound
+
+
+def _is_annotated_metaphases(data: str) -> bool:
+    from karyo_gui.core.annotations import is_annotated_folder
+
+    return is_annotated_folder(data)
+
+
+def _evaluate_metaphases(args: argparse.Namespace) -> int:
+    """``karyo evaluate`` on annotated metaphases: finder, classifier and assignment."""
+    from karyo_gui.core.annotations import AnnotationError
+    from karyo_gui.core.case_file import write_atomically
+    from karyo_gui.core.loaders import CellLoadError
+    from trainer.checkpoint import CheckpointError
+    from trainer.devices import DeviceError
+    from trainer.finder import FinderError
+
+    try:
+        from karyo_gui.inference.classifier import Classifier
+        from karyo_gui.inference.finder import ChromosomeFinder
+        from karyo_gui.inference.metaphase_evaluation import evaluate_metaphases
+
+        finder = ChromosomeFinder(args.finder, args.device)
+        classifier = Classifier(args.checkpoint, args.device)
+        metrics = evaluate_metaphases(args.data, args.cells, finder, classifier)
+    except (AnnotationError, CellLoadError, CheckpointError, DeviceError, FinderError) as error:
+        print(f"karyo evaluate: {error}", file=sys.stderr)
+        return 2
+    metrics.update(data=str(args.data), cells=args.cells)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(out, json.dumps(metrics, indent=1, ensure_ascii=False))
+    print(format_metaphase_metrics(metrics))
+    print(f"-> {out}")
+    return 0
+
+
+def format_metaphase_metrics(metrics: dict) -> str:
+    keys = ("detection_recall", "detection_precision", "count_exact", "typed_accuracy",
+            "karyotype_exact", "seconds_per_metaphase", "boxes_crop_accuracy",
+            "boxes_assigned_accuracy")
+    parts = [("all", metrics), *metrics.get("by_difficulty", {}).items()]
+    lines = [f"{'':24s}" + "".join(f"{name:>15s}" for name, _ in parts)]
+    counts = "".join(f"{m.get('n_metaphases', 0):>15d}" for _, m in parts)
+    lines.append(f"{'metaphases':24s}{counts}")
+    for key in keys:
+        cells = "".join(
+            f"{m[key]:>15.4f}" if key in m else f"{'-':>15s}" for _, m in parts
+        )
+        lines.append(f"{key:24s}{cells}")
+    return "\n".join(lines)
 
 
 def _numbered(path: Path, name: str, several: bool) -> Path:

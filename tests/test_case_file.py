@@ -399,27 +399,28 @@ def test_stale_image_flags_are_rechecked_on_load(case, case_dir):
 
 def test_an_old_version_is_upgraded_by_its_migration(case, case_dir, monkeypatch):
     path = case_dir / "old.karyo.json"
-    save_case(case, path)  # written at the current version, 1
-    assert json.loads(path.read_text(encoding="utf-8"))["schema_version"] == 1
+    save_case(case, path)  # written at the current version
+    current = SCHEMA_VERSION
+    assert json.loads(path.read_text(encoding="utf-8"))["schema_version"] == current
     seen = []
 
-    def one_to_two(document):
+    def upgrade(document):
         seen.append(document["schema_version"])
         document["case"]["notes"] = "upgraded: " + document["case"]["notes"]
         return document
 
-    monkeypatch.setattr(case_file, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(case_file, "MIGRATIONS", {1: one_to_two})
+    monkeypatch.setattr(case_file, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setattr(case_file, "MIGRATIONS", {**case_file.MIGRATIONS, current: upgrade})
     loaded = load_case(path)
-    assert seen == [1]
+    assert seen == [current]
     assert loaded.notes == "upgraded: amniocentesis, 2 cells"
     assert_same_case(loaded, Case(case.case_id, case.cells, case.created, loaded.notes))
 
-    # a file written at version 2 needs no migration
+    # a file written at the newer version needs no migration
     save_case(loaded, path)
-    assert json.loads(path.read_text(encoding="utf-8"))["schema_version"] == 2
+    assert json.loads(path.read_text(encoding="utf-8"))["schema_version"] == current + 1
     assert load_case(path).notes == loaded.notes
-    assert seen == [1]
+    assert seen == [current]
 
 
 # --------------------------------------------------------------------------- sign-off
@@ -445,15 +446,16 @@ def test_a_signed_off_cell_refuses_edits(case, case_dir):
     assert [entry.action for entry in reloaded.audit][-2:] == ["status", "label"]
 
 
-@pytest.mark.parametrize("migrations", [{}, {1: lambda document: document["no such key"]}],
+@pytest.mark.parametrize("migrations", [{}, {SCHEMA_VERSION: lambda document: document["x"]}],
                          ids=["no-migration", "migration-fails"])
 def test_an_upgrade_that_cannot_run_is_a_clear_error(case, case_dir, monkeypatch, migrations):
     path = case_dir / "old.karyo.json"
     save_case(case, path)
-    monkeypatch.setattr(case_file, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(case_file, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     monkeypatch.setattr(case_file, "MIGRATIONS", migrations)
     message = load_error(path)
-    assert "old.karyo.json" in message and "cannot upgrade" in message and "schema 1" in message
+    assert "old.karyo.json" in message and "cannot upgrade" in message
+    assert f"schema {SCHEMA_VERSION}" in message
 
 
 def test_a_damaged_embedded_image_flags_only_that_chromosome(case_dir):

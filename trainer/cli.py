@@ -3,6 +3,7 @@
 python -m trainer train --config trainer/configs/default.yaml [--lr 3e-4 ...] [--events jsonl]
 python -m trainer evaluate --data ROOT [--cells LIST] [--checkpoint CKPT] --json OUT.json
                            [--plots DIR] [--device D] [--second-look MARGIN]
+python -m trainer train-finder --data ../shared/data/cil24 --out runs/finder [--epochs 20]
 python -m trainer export --checkpoint CKPT --out NEW.safetensors [--half] [--metrics test=OUT.json]
                          [--orientation-cells LIST --data ROOT]
 """
@@ -31,6 +32,9 @@ def build_parser(prog: str = "python -m trainer") -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_evaluate_parser(commands)
     add_export_parser(commands)
+    from trainer.finder_training import add_finder_parser
+
+    add_finder_parser(commands)
     return parser
 
 
@@ -47,6 +51,10 @@ def add_evaluate_parser(commands) -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="labelled dataset folder")
     evaluate.add_argument("--cells", help="cell list file (e.g. splits/test.txt)")
     evaluate.add_argument("--checkpoint", help="model file (default: the shipped model)")
+    evaluate.add_argument(
+        "--finder", help="chromosome-finder model file, for annotated metaphases (default: the "
+        "shipped one)",
+    )  # fmt: skip
     evaluate.add_argument("--json", required=True, help="where to write the metrics")
     evaluate.add_argument("--plots", help="folder for confusion-matrix and t-SNE PNGs")
     evaluate.add_argument("--device", default="auto")
@@ -110,6 +118,10 @@ def run(args: argparse.Namespace, prog: str) -> int:
     from trainer.data import DataError
     from trainer.devices import DeviceError
 
+    if args.command == "train-finder":
+        from trainer.finder_training import run_finder
+
+        return run_finder(args, prog)
     try:
         if args.command == "train":
             return _train(args)
@@ -201,6 +213,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if not 0 <= args.second_look <= 1:
         raise ConfigError(f"--second-look {args.second_look} must lie between 0 and 1")
+    from karyo_gui.core.annotations import is_annotated_folder
+
+    if is_annotated_folder(args.data):
+        raise DataError(
+            f"{args.data} holds annotated metaphases (images/ + annotations/): measure finder "
+            "and classifier together with `karyo evaluate`, which runs the app's own pipeline"
+        )
     device = pick_device(args.device)
     net, header = load_checkpoint(args.checkpoint or default_checkpoint(), device)
     preprocessing = _preprocessing(header, args)

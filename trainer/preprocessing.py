@@ -185,7 +185,14 @@ def place_crop(image: np.ndarray, scale: float, preprocessing: Preprocessing) ->
 def prepare_cell(images: Sequence[np.ndarray], preprocessing: Preprocessing) -> np.ndarray:
     """All crops of one cell as a (n, height, width) uint8 array at the cell's common scale
     (from the crops as stored, so that straightening a few leaves the others unchanged)."""
-    scale = cell_scale(images, preprocessing)
+    return prepare_crops(images, preprocessing, cell_scale(images, preprocessing))
+
+
+def prepare_crops(
+    images: Sequence[np.ndarray], preprocessing: Preprocessing, scale: float
+) -> np.ndarray:
+    """Some crops of a cell at a scale given from outside (the cell's, from all its crops):
+    what re-classifying only the chromosomes an edit changed needs."""
     out = np.zeros((len(images), preprocessing.height, preprocessing.width), np.uint8)
     pictures = chromosome_pictures(images, preprocessing)
     for index, (image, (picture, straightened)) in enumerate(zip(images, pictures)):

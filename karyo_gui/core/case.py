@@ -20,6 +20,7 @@ import numpy as np
 
 from karyo_gui.core.iscn import karyotype_string, sex_chromosomes
 from karyo_gui.core.labels import ChromosomeType
+from karyo_gui.core.metaphase import MetaphaseImage, Region
 
 
 def now_utc() -> datetime:
@@ -41,6 +42,10 @@ class Flag(str, enum.Enum):
     ORIENTATION_UNSURE = "orientation_unsure"
     IMAGE_MISSING = "image_missing"
     IMAGE_CHANGED = "image_changed"
+    # set by the chromosome finder on a whole metaphase image
+    FINDER_UNSURE = "finder_unsure"  # found with a low score: a chromosome at all?
+    CLUSTER = "cluster"  # too large or too wide for one chromosome: touching ones not separated?
+    OVERLAP = "overlap"  # shares pixels with another chromosome: a crossing to check
 
 
 class CellStatus(str, enum.Enum):
@@ -88,7 +93,9 @@ class Correction:
     """One entry of a cell's audit trail."""
 
     chromosome_id: str
-    action: str  # "label" | "orientation" | "status"
+    # "label" | "orientation" | "status" | on a metaphase: "split" | "join" | "delete" |
+    # "add" | "separate" (a crossing)
+    action: str
     before: str
     after: str
     by: str
@@ -108,6 +115,9 @@ class Chromosome:
     manual: ManualLabel | None = None
     orientation: Orientation = field(default_factory=Orientation)
     flags: set[Flag] = field(default_factory=set)
+    # where it lies in its cell's metaphase image (None for a crop that came cut out)
+    region: Region | None = None
+    found_score: float | None = None  # the finder's confidence that this is a chromosome
 
     @property
     def label(self) -> ChromosomeType:
@@ -144,6 +154,14 @@ class Cell:
     model_id: str | None = None
     audit: list[Correction] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # what could not be loaded, and why
+    # the whole metaphase image the chromosomes were found in (None: a cell of crops)
+    metaphase: MetaphaseImage | None = None
+    finder_id: str | None = None  # the chromosome finder that found them
+
+    @property
+    def needs_finding(self) -> bool:
+        """A metaphase image whose chromosomes have not been looked for yet."""
+        return self.metaphase is not None and self.finder_id is None and not self.chromosomes
 
     def __len__(self) -> int:
         return len(self.chromosomes)

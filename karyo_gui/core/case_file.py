@@ -6,6 +6,11 @@ flags; per cell its status, model id and audit trail. Crops without a file of th
 (generated example cells) are embedded as PNG. Writes are atomic (temp file, fsync,
 rename): a crash leaves either the old or the new file, never half of one.
 
+A cell made from a whole metaphase image stores the image's path and content hash (the
+image itself only when it has no file: a generated example), the finder that found its
+chromosomes, and per chromosome its region (box and run-length mask) and finder score.
+Those chromosomes' crops are not stored: they are cut from the metaphase again on load.
+
 Versions: ``schema_version`` is bumped whenever the layout changes, and MIGRATIONS holds
 one function per step that upgrades a document from version n to n + 1.
 """
@@ -16,11 +21,14 @@ import base64
 import binascii
 import contextlib
 import glob
+import io
 import json
+import math
 import os
 import stat
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +36,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from karyo_gui import __version__
 from karyo_gui.core.case import (
@@ -43,13 +52,42 @@ from karyo_gui.core.case import (
 from karyo_gui.core.images import CropReadError, decode_crop, read_crop_and_hash
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.loaders import display_path
+from karyo_gui.core.metaphase import (
+    MAX_METAPHASE_PIXELS,
+    MetaphaseImage,
+    MetaphaseReadError,
+    Region,
+    cut_crop,
+    read_metaphase,
+)
 
 FORMAT = "karyo-case"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SUFFIX = ".karyo.json"
+MAX_REGION_PIXELS = 10_000_000  # one chromosome's box; a whole 4096 x 2048 image is less
+
+
+def _one_to_two(document: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 adds metaphase images: per cell ``metaphase`` and ``finder_id``, per
+    chromosome ``region`` and ``found_score``; a schema-1 file has none of them (null).
+    Parts that are not as expected are left alone, for the loader to name."""
+    case = document.get("case")
+    cells = case.get("cells") if isinstance(case, dict) else None
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict):
+            continue
+        cell.setdefault("metaphase", None)
+        cell.setdefault("finder_id", None)
+        chromosomes = cell.get("chromosomes")
+        for chromosome in chromosomes if isinstance(chromosomes, list) else []:
+            if isinstance(chromosome, dict):
+                chromosome.setdefault("region", None)
+                chromosome.setdefault("found_score", None)
+    return document
+
 
 # MIGRATIONS[n] upgrades a version-n document to version n + 1.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _one_to_two}
 
 
 class CaseFileError(Exception):
@@ -164,10 +202,12 @@ def load_case(path: str | os.PathLike) -> Case:
             f"{shown}: the case file is broken (truncated or edited?): "
             f"{error.msg} at line {error.lineno}, column {error.colno}"
         ) from None
+    except RecursionError:
+        raise CaseFileError(f"{shown}: the case file is damaged (nested too deeply)") from None
     document = _upgrade(document, shown)
     try:
         return _case_from_dict(document["case"], path.parent.resolve())
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
         raise CaseFileError(
             f"{shown}: the case file is damaged or hand-edited: {type(error).__name__}: {error}"
         ) from None
@@ -216,12 +256,15 @@ def _case_to_dict(case: Case, base: Path) -> dict[str, Any]:
 
 
 def _cell_to_dict(cell: Cell, base: Path) -> dict[str, Any]:
+    on_metaphase = cell.metaphase is not None
     return {
         "name": cell.name,
         "source": _portable_path(cell.source, base),
         "status": cell.status.value,
         "model_id": cell.model_id,
-        "chromosomes": [_chromosome_to_dict(c, base) for c in cell.chromosomes],
+        "metaphase": _metaphase_to_dict(cell.metaphase, base),
+        "finder_id": cell.finder_id,
+        "chromosomes": [_chromosome_to_dict(c, base, on_metaphase) for c in cell.chromosomes],
         "audit": [
             {
                 "chromosome": entry.chromosome_id,
@@ -236,7 +279,28 @@ def _cell_to_dict(cell: Cell, base: Path) -> dict[str, Any]:
     }
 
 
-def _chromosome_to_dict(chromosome: Chromosome, base: Path) -> dict[str, Any]:
+def _metaphase_to_dict(metaphase: MetaphaseImage | None, base: Path) -> dict[str, Any] | None:
+    if metaphase is None:
+        return None
+    data: dict[str, Any] = {
+        "source_path": _portable_path(metaphase.path, base),
+        "content_hash": metaphase.content_hash,
+        "width": metaphase.width,
+        "height": metaphase.height,
+        "scale": float(metaphase.scale),
+        "inverted": bool(metaphase.inverted),
+    }
+    if metaphase.path is None and not metaphase.missing:
+        ok, png = cv2.imencode(".png", np.ascontiguousarray(metaphase.pixels, dtype=np.uint8))
+        if not ok:
+            raise ValueError("cannot encode the metaphase image")
+        data["image_png"] = base64.b64encode(png.tobytes()).decode("ascii")
+    return data
+
+
+def _chromosome_to_dict(chromosome: Chromosome, base: Path, on_metaphase: bool = False
+                        ) -> dict[str, Any]:
+    region = chromosome.region
     data: dict[str, Any] = {
         "id": chromosome.id,
         "source_path": _portable_path(chromosome.source_path, base),
@@ -259,8 +323,13 @@ def _chromosome_to_dict(chromosome: Chromosome, base: Path) -> dict[str, Any]:
             "flipped": chromosome.orientation.flipped,
         },
         "flags": sorted(flag.value for flag in chromosome.flags),
+        "region": None if region is None else {"box": list(region.box), "runs": region.to_runs()},
+        "found_score": None
+        if chromosome.found_score is None
+        else round(float(chromosome.found_score), 6),
     }
-    if chromosome.source_path is None and chromosome.image is not None:
+    cut_on_load = region is not None and on_metaphase
+    if chromosome.source_path is None and chromosome.image is not None and not cut_on_load:
         ok, png = cv2.imencode(".png", chromosome.image)
         if not ok:
             raise ValueError(f"chromosome {chromosome.id}: cannot encode its image")
@@ -291,11 +360,15 @@ def _case_from_dict(data: dict[str, Any], base: Path) -> Case:
 
 
 def _cell_from_dict(data: dict[str, Any], base: Path) -> Cell:
+    finder_id = data.get("finder_id")
+    if finder_id is not None and not isinstance(finder_id, str):
+        raise TypeError("'finder_id' must be text or null")
     cell = Cell(
         name=str(data["name"]),
         source=_absolute_path(data.get("source"), base),
         status=CellStatus(data["status"]),
         model_id=data.get("model_id"),
+        finder_id=finder_id,
         audit=[
             Correction(
                 chromosome_id=str(entry["chromosome"]),
@@ -308,17 +381,178 @@ def _cell_from_dict(data: dict[str, Any], base: Path) -> Cell:
             for entry in data["audit"]
         ],
     )
+    state, saved_size = "none", None
+    if data.get("metaphase") is not None:
+        cell.metaphase, state = _metaphase_from_dict(data["metaphase"], cell.name, base,
+                                                     cell.problems)
+        saved_size = (data["metaphase"]["width"], data["metaphase"]["height"])
+    outside = 0
     for chromosome_data in data["chromosomes"]:
         chromosome = _chromosome_from_dict(chromosome_data, base)
-        _attach_image(chromosome, chromosome_data, cell.problems)
+        chromosome.region = _region_from_dict(chromosome_data, chromosome.id, saved_size,
+                                              cell.problems)
+        if chromosome.region is None:
+            _attach_image(chromosome, chromosome_data, cell.problems)
+            if chromosome_data.get("region") is not None and chromosome.image is None:
+                chromosome.flags.add(Flag.IMAGE_MISSING)
+        elif cell.metaphase is not None and state == "missing":
+            chromosome.flags.add(Flag.IMAGE_MISSING)
+        elif cell.metaphase is not None and _fits(chromosome.region, cell.metaphase):
+            chromosome.image = cut_crop(cell.metaphase.pixels, chromosome.region)
+        else:  # the image changed size since the case was saved
+            chromosome.flags.add(Flag.IMAGE_CHANGED)
+            outside += 1
+        if state == "changed":
+            chromosome.flags.add(Flag.IMAGE_CHANGED)
         cell.chromosomes.append(chromosome)
+    if outside:
+        cell.problems.append(
+            f"cell {cell.name}: {outside} chromosome(s) lie outside the metaphase image as it "
+            "is now; they keep their labels but cannot be shown"
+        )
     return cell
+
+
+def _fits(region: Region, metaphase: MetaphaseImage) -> bool:
+    return region.box[2] <= metaphase.width and region.box[3] <= metaphase.height
+
+
+def _metaphase_from_dict(data: Any, cell_name: str, base: Path, problems: list[str]
+                         ) -> tuple[MetaphaseImage, str]:
+    """The cell's metaphase image read again, and its state: "ok", "changed" (content hash
+    or size differ from the saved ones) or "missing" (unreadable: a white stand-in of the
+    saved size, so that the regions and labels still load and save)."""
+    if not isinstance(data, dict):
+        raise TypeError("'metaphase' must be an object or null")
+    width, height = data["width"], data["height"]
+    if not all(type(v) is int and v >= 1 for v in (width, height)):
+        raise ValueError("metaphase 'width' and 'height' must be positive whole numbers")
+    if width * height > MAX_METAPHASE_PIXELS:
+        raise ValueError(f"metaphase of {width} x {height} px is larger than karyo reads")
+    scale, inverted = data.get("scale", 1.0), data.get("inverted", False)
+    if type(scale) not in (int, float) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError("metaphase 'scale' must be a positive number")
+    if not isinstance(inverted, bool):
+        raise TypeError("metaphase 'inverted' must be true or false")
+    source, digest = data.get("source_path"), data.get("content_hash")
+    for key, value in (("source_path", source), ("content_hash", digest)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"metaphase {key!r} must be text or null")
+    source = _absolute_path(source, base)
+
+    def stand_in(reason: str) -> tuple[MetaphaseImage, str]:
+        problems.append(f"{reason}; the chromosomes keep their labels but cannot be shown")
+        pixels = np.full((height, width), 255, dtype=np.uint8)
+        return MetaphaseImage(pixels, source, digest, float(scale), inverted,
+                              notes=[reason], missing=True), "missing"
+
+    if source is None:
+        encoded = data.get("image_png")
+        if encoded is None:
+            return stand_in(f"cell {cell_name}: its metaphase image is not in the case file")
+        if not isinstance(encoded, str):
+            raise TypeError("metaphase 'image_png' must be text")
+        try:
+            pixels = _decode_embedded(encoded, width, height)
+        except ValueError as error:  # binascii.Error too
+            return stand_in(f"cell {cell_name}: embedded metaphase image damaged ({error})")
+        return MetaphaseImage(pixels, None, digest, float(scale), inverted), "ok"
+    try:
+        image = read_metaphase(source)
+    except MetaphaseReadError as error:
+        return stand_in(f"{display_path(error.path)}: {error.reason}")
+    state = "ok"
+    if digest is not None and image.content_hash != digest:
+        state = "changed"
+        image.content_hash = digest  # as for crops: saved again, the case still says so
+        problems.append(
+            f"{display_path(source)}: the metaphase image changed since the case was saved "
+            "(content hash differs); check its chromosomes and their labels"
+        )
+    if (image.width, image.height) != (width, height):
+        state = "changed"
+        problems.append(
+            f"{display_path(source)}: the metaphase image is now {image.width} x "
+            f"{image.height} px, saved as {width} x {height}; its regions may not fit"
+        )
+    return image, state
+
+
+def _decode_embedded(encoded: str, width: int, height: int) -> np.ndarray:
+    """An embedded PNG of the saved size as grey pixels, exactly as saved (not inverted or
+    resized again). ValueError says what is wrong."""
+    png = base64.b64decode(encoded, validate=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(png)) as image:
+                if image.size != (width, height):
+                    raise ValueError(f"{image.size[0]} x {image.size[1]} px, saved as "
+                                     f"{width} x {height}")
+                image.load()
+                grey = image if image.mode == "L" else image.convert("L")
+                return np.array(grey, dtype=np.uint8)
+    except ValueError:
+        raise
+    except Image.DecompressionBombError:
+        raise ValueError(f"claims a far larger size than the saved {width} x {height} px"
+                         ) from None
+    except Exception as error:  # Pillow's many ways to fail on bad bytes
+        raise ValueError(f"not a readable PNG: {error}") from None
+
+
+def _region_from_dict(data: dict[str, Any], chromosome_id: str,
+                      saved_size: tuple[int, int] | None, problems: list[str]) -> Region | None:
+    """The chromosome's region, checked against its metaphase's saved size; a bad one is a
+    problem naming the chromosome (it keeps its labels) and None."""
+    stored = data.get("region")
+    if stored is None:
+        return None
+    if saved_size is None:
+        problems.append(
+            f"chromosome {chromosome_id}: has a region but its cell has no metaphase image; "
+            "region dropped"
+        )
+        return None
+    try:
+        return _checked_region(stored, *saved_size)
+    except ValueError as error:
+        problems.append(f"chromosome {chromosome_id}: damaged region ({error}); region dropped")
+        return None
+
+
+def _checked_region(stored: Any, width: int, height: int) -> Region:
+    if not isinstance(stored, dict):
+        raise ValueError("not an object")
+    box, runs = stored.get("box"), stored.get("runs")
+    if not (isinstance(box, list) and len(box) == 4 and all(type(v) is int for v in box)):
+        raise ValueError("'box' must be four whole numbers")
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise ValueError(f"box {box} is empty or not inside the {width} x {height} image")
+    area = (x1 - x0) * (y1 - y0)
+    if area > MAX_REGION_PIXELS:
+        raise ValueError(f"box {box} holds {area:,} pixels, more than one chromosome can")
+    if not (isinstance(runs, list) and len(runs) <= area + 1
+            and all(type(v) is int and v >= 0 for v in runs)):
+        raise ValueError("'runs' must be a list of run lengths (whole numbers >= 0)")
+    if sum(runs) != area:
+        raise ValueError(f"run lengths add up to {sum(runs):,}, not the box's {area:,} pixels")
+    region = Region.from_runs((x0, y0, x1, y1), runs)
+    if region.area == 0:
+        raise ValueError("region has no pixels")
+    return region
 
 
 def _chromosome_from_dict(data: dict[str, Any], base: Path) -> Chromosome:
     manual = data.get("manual")
     probabilities = data.get("probabilities")
     orientation = data.get("orientation") or {}
+    found_score = data.get("found_score")
+    if found_score is not None and (
+        type(found_score) not in (int, float) or not math.isfinite(found_score)
+    ):
+        raise ValueError("'found_score' must be a number or null")
     return Chromosome(
         id=str(data["id"]),
         image=None,
@@ -340,6 +574,7 @@ def _chromosome_from_dict(data: dict[str, Any], base: Path) -> Chromosome:
         ),
         flags={Flag(flag) for flag in data.get("flags", [])}
         - {Flag.IMAGE_MISSING, Flag.IMAGE_CHANGED},  # re-checked below, on this machine
+        found_score=None if found_score is None else float(found_score),
     )
 
 

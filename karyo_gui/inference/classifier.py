@@ -32,7 +32,7 @@ from karyo_gui.core.orientation import apply_orientation_guess
 from trainer.checkpoint import default_checkpoint, load_checkpoint
 from trainer.devices import pick_device
 from trainer.evaluation import predict
-from trainer.preprocessing import cell_scale, placed_crop, prepare_cell
+from trainer.preprocessing import cell_scale, placed_crop, prepare_cell, prepare_crops
 
 if TYPE_CHECKING:
     from karyo_gui.inference.attention import AttentionMap
@@ -110,6 +110,30 @@ class Classifier:
         canvases = prepare_cell([cell.chromosomes[k].image for k in pictured], self.preprocessing)
         predictions = predict(self.net, canvases, self.preprocessing, self.device)
         return CellPrediction(pictured, predictions.probabilities, predictions.upside_down)
+
+    def classify_changed(self, cell: Cell) -> CellResult:
+        """After an edit of a metaphase's chromosomes (split, join, add...): classify only the
+        chromosomes that have no probabilities yet, at the scale of the whole cell, and run
+        the assignment over the cell again."""
+        started = time.perf_counter()
+        pictured = [k for k, c in enumerate(cell.chromosomes) if c.image is not None]
+        fresh = [k for k in pictured if cell.chromosomes[k].probabilities is None]
+        new_rows: dict[int, np.ndarray] = {}
+        if fresh:
+            scale = cell_scale([cell.chromosomes[k].image for k in pictured], self.preprocessing)
+            canvases = prepare_crops(
+                [cell.chromosomes[k].image for k in fresh], self.preprocessing, scale
+            )
+            predictions = predict(self.net, canvases, self.preprocessing, self.device)
+            new_rows = dict(zip(fresh, predictions.probabilities))
+            if predictions.upside_down is not None:  # only the new ones are stood p-arm up
+                apply_orientation_guess(cell, fresh, predictions.upside_down)
+        probabilities = np.stack(
+            [new_rows[k] if k in new_rows else cell.chromosomes[k].probabilities for k in pictured]
+        ) if pictured else np.zeros((0, len(ChromosomeType.types())), np.float32)
+        result = self.assign(cell, CellPrediction(pictured, probabilities, None))
+        result.seconds = time.perf_counter() - started
+        return result
 
     def assign(self, cell: Cell, prediction: CellPrediction) -> CellResult:
         """The assignment's half of :meth:`classify` (numpy only, milliseconds): the cell's

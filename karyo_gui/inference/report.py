@@ -59,6 +59,11 @@ def cell_report(result: CellResult, top: int = 3) -> dict:
             ]  # fmt: skip
         if chromosome.given is not None:
             entry["given"] = chromosome.given.display_name
+        if chromosome.region is not None:  # found in a whole metaphase image
+            x0, y0, x1, y1 = chromosome.region.box
+            entry["box"] = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
+            entry["area"] = chromosome.region.area
+            entry["found_score"] = chromosome.found_score
         chromosomes.append(entry)
     report = {
         "cell": cell.name,
@@ -76,6 +81,16 @@ def cell_report(result: CellResult, top: int = 3) -> dict:
             "karyotype": assignment.alternative,
             # natural-log odds against the runner-up: 4.6 means 100 times less probable
             "log_odds": round(assignment.alternative_cost - assignment.cost, 3),
+        }
+    if cell.metaphase is not None:
+        metaphase = cell.metaphase
+        report["metaphase"] = {
+            "file": _file_of(metaphase.path, cell.source) if metaphase.path else None,
+            "width": metaphase.width,
+            "height": metaphase.height,
+            "scale": metaphase.scale,  # boxes are in pixels of the image at this scale
+            "inverted": metaphase.inverted,
+            "finder_id": cell.finder_id,
         }
     if cell.given_counts():
         report["given_karyotype"] = karyotype_string(cell.given_counts())

@@ -1,0 +1,198 @@
+"""Finding the chromosomes of a whole metaphase image (torch, no Qt).
+
+    finder = ChromosomeFinder()              # the shipped finder, on CUDA, MPS or the CPU
+    found = finder.find(metaphase)           # [FoundChromosome(region, score, flags), ...]
+    finder.find_cell(cell)                   # the cell's chromosomes, cut from its metaphase
+
+The finder model gives one box per chromosome (a centre-point detector, so two crossing
+chromosomes are two boxes) and the chromosome pixels; each box's mask is then made from
+the dark pixels of the image (``core.metaphase.regions_for_boxes``: a neighbour reaching
+into the box stays the neighbour's, the pixels of a crossing belong to both). Objects the
+finder is unsure of are flagged for review: a low score (FINDER_UNSURE), a region too large
+for one chromosome (CLUSTER), two regions sharing many pixels (OVERLAP).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from karyo_gui.core.case import Cell, Chromosome, Flag
+from karyo_gui.core.metaphase import (
+    MetaphaseImage,
+    Region,
+    box_iou_matrix,
+    cut_crop,
+    foreground_mask,
+    regions_for_boxes,
+)
+from trainer.devices import pick_device
+from trainer.finder import STRIDE, detect, load_finder
+
+CLUSTER_AREA = 2.6  # a region this many times the median area holds several chromosomes
+DUPLICATE_IOU = 0.7  # two boxes this alike are one chromosome found twice
+SMALLEST_AREA = 0.12  # regions below this fraction of the median area are specks
+
+
+class NoChromosomesFound(Exception):
+    """The finder found nothing that looks like a chromosome; the message says so."""
+
+
+@dataclass
+class FoundChromosome:
+    region: Region  # its pixels
+    score: float
+    box: tuple[float, float, float, float]  # the finder's box, drawn as annotators draw them
+    flags: set[Flag] = field(default_factory=set)
+
+
+@dataclass
+class FindResult:
+    found: list[FoundChromosome]
+    width: float  # the chromosome width measured on the image, pixels
+    seconds: float
+
+
+class ChromosomeFinder:
+    """A chromosome-finder model file loaded for whole metaphase images."""
+
+    def __init__(self, checkpoint: str | os.PathLike | None = None, device: str = "auto") -> None:
+        self.device = pick_device(device)
+        self.net, self.header = load_finder(checkpoint, self.device)
+        self.path = Path(checkpoint) if checkpoint is not None else None
+
+    @property
+    def model_id(self) -> str:
+        return self.header.model_id
+
+    @property
+    def description(self) -> str:
+        return f"{self.header.name or 'finder'} ({self.header.arch}, {self.model_id})"
+
+    def find(self, metaphase: MetaphaseImage, threshold: float | None = None) -> FindResult:
+        """Every chromosome of the image, in reading order (top to bottom, left to right)."""
+        started = time.perf_counter()
+        grey = metaphase.pixels
+        detections, chromosome_probability, prepared = detect(
+            self.net, grey, self.header, self.device, threshold
+        )
+        limit = self.header.score_threshold if threshold is None else threshold
+        detections = [d for d in detections if d.score >= limit]
+        detections = _without_duplicates(detections)
+        width = prepared.width
+        dark = foreground_mask(grey, width)
+        # the model's own idea of which dark pixels are chromosomes (not nuclei or debris),
+        # back at image scale and grown a little so the edge of a chromosome is not cut
+        rows, cols = prepared.shape[0] // STRIDE, prepared.shape[1] // STRIDE
+        learned = cv2.resize(
+            chromosome_probability[:rows, :cols], (grey.shape[1], grey.shape[0]),
+            interpolation=cv2.INTER_LINEAR,
+        )  # fmt: skip
+        grow = max(3, round(width * 0.6) | 1)
+        learned = cv2.dilate((learned > 0.4).astype(np.uint8), np.ones((grow, grow), np.uint8))
+        chromosome_pixels = dark & learned.astype(bool)
+        regions = regions_for_boxes(chromosome_pixels, [d.box for d in detections], width)
+        found = [
+            FoundChromosome(region, detection.score, detection.box)
+            for detection, region in zip(detections, regions)
+            if region is not None
+        ]
+        found = _flagged(found, self.header.review_threshold, width)
+        return FindResult(_reading_order(found), width, time.perf_counter() - started)
+
+    def find_cell(self, cell: Cell, threshold: float | None = None) -> FindResult:
+        """Fill a metaphase cell's chromosomes with what the finder finds (replacing any),
+        each cut from the image as the classifier takes crops. Raises NoChromosomesFound
+        when there is nothing."""
+        if cell.metaphase is None:
+            raise ValueError(f"cell {cell.name} has no metaphase image to look in")
+        result = self.find(cell.metaphase, threshold)
+        cell.chromosomes = chromosomes_from(cell.metaphase, result.found)
+        cell.finder_id = self.model_id
+        if not cell.chromosomes:
+            raise NoChromosomesFound(
+                f"{cell.name}: no chromosomes found in this image (is it a metaphase, "
+                "and in focus?)"
+            )
+        return result
+
+
+def chromosomes_from(metaphase: MetaphaseImage, found: list[FoundChromosome]) -> list[Chromosome]:
+    """Chromosomes of a cell from found regions: ids m001, m002... in the given order."""
+    return [
+        Chromosome(
+            id=f"m{index:03d}",
+            image=cut_crop(metaphase.pixels, item.region),
+            region=item.region,
+            found_score=round(float(item.score), 4),
+            flags=set(item.flags),
+        )
+        for index, item in enumerate(found, start=1)
+    ]
+
+
+def _without_duplicates(detections):
+    """Box non-maximum suppression at a high IoU: the heatmap's 3 x 3 peaks rarely give
+    one chromosome twice, but a long bent one sometimes has two peaks."""
+    if len(detections) < 2:
+        return detections
+    ordered = sorted(detections, key=lambda d: -d.score)
+    boxes = np.array([d.box for d in ordered])
+    iou = box_iou_matrix(boxes, boxes)
+    kept: list[int] = []
+    for index in range(len(ordered)):
+        if all(iou[index, k] < DUPLICATE_IOU for k in kept):
+            kept.append(index)
+    return [ordered[k] for k in kept]
+
+
+def _flagged(found: list[FoundChromosome], review_threshold: float, width: float):
+    if not found:
+        return found
+    areas = np.array([item.region.area for item in found], dtype=np.float64)
+    median = float(np.median(areas))
+    kept = [item for item, area in zip(found, areas) if area >= SMALLEST_AREA * median]
+    for item in kept:
+        if item.score < review_threshold:
+            item.flags.add(Flag.FINDER_UNSURE)
+        if item.region.area > CLUSTER_AREA * median:
+            item.flags.add(Flag.CLUSTER)
+    # regions sharing more than a crossing's worth of pixels: a crossing to check
+    crossing = 0.5 * width * width
+    boxes = np.array([item.region.box for item in kept], dtype=np.float64)
+    touching = box_iou_matrix(boxes, boxes) > 0
+    for i in range(len(kept)):
+        for j in np.flatnonzero(touching[i, i + 1 :]) + i + 1:
+            if _shared_pixels(kept[i].region, kept[int(j)].region) >= crossing:
+                kept[i].flags.add(Flag.OVERLAP)
+                kept[int(j)].flags.add(Flag.OVERLAP)
+    return kept
+
+
+def _shared_pixels(a: Region, b: Region) -> int:
+    x0, y0 = max(a.box[0], b.box[0]), max(a.box[1], b.box[1])
+    x1, y1 = min(a.box[2], b.box[2]), min(a.box[3], b.box[3])
+    if x1 <= x0 or y1 <= y0:
+        return 0
+    first = a.mask[y0 - a.box[1] : y1 - a.box[1], x0 - a.box[0] : x1 - a.box[0]]
+    second = b.mask[y0 - b.box[1] : y1 - b.box[1], x0 - b.box[0] : x1 - b.box[0]]
+    return int((first & second).sum())
+
+
+def _reading_order(found: list[FoundChromosome]) -> list[FoundChromosome]:
+    """Top to bottom in rows about one chromosome high, left to right within a row."""
+    if not found:
+        return found
+    heights = [item.region.box[3] - item.region.box[1] for item in found]
+    row = max(1.0, float(np.median(heights)))
+
+    def key(item: FoundChromosome) -> tuple[int, float]:
+        x0, y0, x1, y1 = item.region.box
+        return int(((y0 + y1) / 2) // row), (x0 + x1) / 2
+
+    return sorted(found, key=key)

@@ -1,0 +1,204 @@
+"""The chromosome finder: its training, its model file, and whole metaphases through the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from karyo_gui.cli import main
+from karyo_gui.core.case import Flag
+from karyo_gui.core.metaphase import MetaphaseImage, match_boxes
+from karyo_gui.core.metaphase_edits import split_chromosome
+from karyo_gui.core.synthetic import generate_metaphase, metaphase_cell, write_annotated_metaphases
+from karyo_gui.inference.finder import ChromosomeFinder, NoChromosomesFound
+from trainer.cli import main as trainer_main
+from trainer.finder import (
+    SHIPPED_FINDER,
+    FinderError,
+    FinderHeader,
+    FinderNet,
+    load_finder,
+    read_finder_header,
+    save_finder,
+)
+
+
+@pytest.fixture(scope="module")
+def finder():
+    return ChromosomeFinder(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory):
+    return write_annotated_metaphases(tmp_path_factory.mktemp("metaphases"), 3, seed=4,
+                                      karyotypes=["46,XY", "47,XX,+21", "45,X"])  # fmt: skip
+
+
+def test_train_finder_learns_from_annotated_metaphases_and_resumes(annotated, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["train-finder", "--data", str(annotated), "--out", str(out), "--arch",
+              "resnet10t", "--channels", "16", "--crop", "128", "--batch-size", "2",
+              "--threads", "1", "--train-cells", str(annotated / "splits" / "train.txt")]  # fmt: skip
+    assert trainer_main([*common, "--epochs", "1"]) == 0
+    net, header = load_finder(out / "best.safetensors")
+    assert header.arch == "resnet10t" and header.training_data["n_train"] >= 1
+    assert "detection_recall" in header.metrics["val"]
+    assert trainer_main([*common, "--epochs", "2", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "resumed after epoch 1" in printed and "epoch 2:" in printed
+    events = (out / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in events] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--lr", "0"), ("--lr", "nan"), ("--crop", "100"), ("--epochs", "0"), ("--threads", "-1")],
+)
+def test_train_finder_refuses_bad_options_in_one_line(annotated, tmp_path, capsys, option, value):
+    status = trainer_main(["train-finder", "--data", str(annotated), "--out", str(tmp_path),
+                           option, value])  # fmt: skip
+    assert status == 2
+    assert option in capsys.readouterr().err
+
+
+def test_train_finder_on_a_folder_without_annotations_says_so(tmp_path, capsys):
+    assert trainer_main(["train-finder", "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "annotations" in capsys.readouterr().err
+
+
+def _small_finder(path):
+    net = FinderNet("resnet10t", 16)
+    return save_finder(path, net, FinderHeader(arch="resnet10t", channels=16, name="small"))
+
+
+def test_a_finder_file_is_checked_before_it_is_used(tmp_path):
+    good = _small_finder(tmp_path / "good.safetensors")
+    net, header = load_finder(good)
+    assert header.name == "small" and len(header.model_id) == 12
+
+    text = tmp_path / "notes.safetensors"
+    text.write_text("not a model")
+    with pytest.raises(FinderError, match="notes.safetensors"):
+        load_finder(text)
+
+    # the same file with other weights under the same header: the id no longer fits
+    state = load_file(str(good))
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first] = state[first] + 1.0
+    swapped = tmp_path / "swapped.safetensors"
+    metadata = {"karyo": read_finder_header(good).to_json()}
+    save_file(state, str(swapped), metadata=metadata)
+    with pytest.raises(FinderError, match="weights changed"):
+        load_finder(swapped)
+
+    # a header that claims another architecture than the weights
+    other = json.loads(metadata["karyo"])
+    other["arch"] = "resnet18"
+    save_file(load_file(str(good)), str(tmp_path / "other.safetensors"),
+              metadata={"karyo": json.dumps(other)})  # fmt: skip
+    with pytest.raises(FinderError, match="do not fit"):
+        load_finder(tmp_path / "other.safetensors")
+
+    absurd = json.loads(metadata["karyo"])
+    absurd["channels"] = 100000
+    save_file(load_file(str(good)), str(tmp_path / "absurd.safetensors"),
+              metadata={"karyo": json.dumps(absurd)})  # fmt: skip
+    with pytest.raises(FinderError, match="channels"):
+        load_finder(tmp_path / "absurd.safetensors")
+
+    # a classifier's model file is not a finder
+    from trainer.checkpoint import SHIPPED_MODEL
+
+    with pytest.raises(FinderError, match="not a karyo chromosome-finder"):
+        load_finder(SHIPPED_MODEL)
+
+
+def test_the_shipped_finder_finds_the_chromosomes_of_a_generated_metaphase(finder):
+    assert SHIPPED_FINDER.is_file()
+    generated = generate_metaphase("46,XX", seed=11)
+    result = finder.find(generated.image())
+    boxes = np.array([item.box for item in result.found])
+    matched = match_boxes(boxes, generated.boxes())
+    assert len(matched) >= 0.85 * len(generated.chromosomes)
+    assert len(result.found) <= len(generated.chromosomes) + 5  # nuclei and specks are not
+    truth = [region.full_mask(generated.pixels.shape) for _, region in generated.chromosomes]
+    ious = []
+    for found_index, true_index in matched:
+        mask = result.found[found_index].region.full_mask(generated.pixels.shape)
+        ious.append((mask & truth[true_index]).sum() / (mask | truth[true_index]).sum())
+    assert np.median(ious) > 0.6  # each found chromosome's mask is its own pixels
+
+
+def test_an_image_without_chromosomes_says_so(finder):
+    cell = metaphase_cell(generate_metaphase("46,XY", seed=1))
+    cell.metaphase = MetaphaseImage(np.full((400, 500), 240, np.uint8))
+    with pytest.raises(NoChromosomesFound, match="no chromosomes found"):
+        finder.find_cell(cell)
+
+
+def test_classify_a_metaphase_image_lists_each_chromosome_with_its_box(tmp_path, capsys):
+    generated = generate_metaphase("46,XY", seed=5)
+    image = tmp_path / "spread.png"
+    image.write_bytes(generated.png_bytes())
+    out = tmp_path / "out.json"
+    assert main(["classify", str(image), "--json", str(out), "--device", "cpu"]) == 0
+    report = json.loads(out.read_text())
+    cell = report["cells"][0]
+    assert cell["metaphase"]["width"] == generated.pixels.shape[1]
+    assert abs(cell["count"] - 46) <= 4
+    first = cell["chromosomes"][0]
+    assert set(first["box"]) == {"x", "y", "width", "height"} and "flags" in first
+    assert first["type"] and first["found_score"] is not None
+    assert "chromosomes found" in capsys.readouterr().out
+
+
+def test_evaluate_on_annotated_metaphases_writes_the_metaphase_keys(annotated, tmp_path):
+    out = tmp_path / "eval.json"
+    status = main(["evaluate", "--data", str(annotated), "--cells",
+                   str(annotated / "splits" / "test.txt"), "--json", str(out), "--device", "cpu"])  # fmt: skip
+    assert status == 0
+    metrics = json.loads(out.read_text())
+    for key in ("detection_recall", "detection_precision", "count_exact", "typed_accuracy",
+                "karyotype_exact", "seconds_per_metaphase"):  # fmt: skip
+        assert 0 <= metrics[key] <= (1 if key != "seconds_per_metaphase" else 60), key
+    assert metrics["detection_recall"] >= 0.8
+    assert metrics["n_metaphases"] == 1
+
+
+def test_an_edit_reclassifies_only_the_new_chromosomes():
+    from karyo_gui.inference.classifier import Classifier
+
+    classifier = Classifier(device="cpu")
+    generated = generate_metaphase("46,XY", seed=2)
+    cell = metaphase_cell(generated, with_truth=True)
+    classifier.classify(cell)
+    longest = max(cell.chromosomes, key=lambda c: c.region.area)
+    before = {c.id: c.probabilities.copy() for c in cell.chromosomes if c is not longest}
+    x0, y0, x1, y1 = longest.region.box
+    mask = longest.region.mask
+    ys, xs = np.nonzero(mask)
+    cy, cx = ys.mean(), xs.mean()
+    # a cut across the middle, square to the long axis
+    vy, vx = np.linalg.eigh(np.cov(np.stack([ys - cy, xs - cx])))[1][:, -1]
+    line = [(x0 + cx - 40 * vy, y0 + cy + 40 * vx), (x0 + cx + 40 * vy, y0 + cy - 40 * vx)]
+    edit = split_chromosome(cell, longest.id, line, by="tester")
+    edit.apply()
+    calls = []
+    original = classifier.net.forward
+
+    def counting(x):
+        calls.append(len(x))
+        return original(x)
+
+    classifier.net.forward = counting
+    with torch.no_grad():
+        classifier.classify_changed(cell)
+    assert sum(calls) <= 2 * len(edit.changed)  # the new pieces (and a second look), no more
+    assert len(cell.chromosomes) == 47
+    for chromosome in cell.chromosomes:
+        assert chromosome.probabilities is not None
+        if chromosome.id in before:
+            assert np.array_equal(chromosome.probabilities, before[chromosome.id])
+    assert all(Flag.IMAGE_MISSING not in c.flags for c in cell.chromosomes)
