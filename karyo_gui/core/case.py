@@ -160,8 +160,14 @@ class Cell:
 
     @property
     def needs_finding(self) -> bool:
-        """A metaphase image whose chromosomes have not been looked for yet."""
-        return self.metaphase is not None and self.finder_id is None and not self.chromosomes
+        """A metaphase image whose chromosomes have not been looked for yet (and whose
+        image is at hand: a case file's missing image is not searched)."""
+        return (
+            self.metaphase is not None
+            and not self.metaphase.missing
+            and self.finder_id is None
+            and not self.chromosomes
+        )
 
     def __len__(self) -> int:
         return len(self.chromosomes)

@@ -85,7 +85,7 @@ def cell_report(result: CellResult, top: int = 3) -> dict:
     if cell.metaphase is not None:
         metaphase = cell.metaphase
         report["metaphase"] = {
-            "file": _file_of(metaphase.path, cell.source) if metaphase.path else None,
+            "file": os.path.basename(metaphase.path) if metaphase.path else None,
             "width": metaphase.width,
             "height": metaphase.height,
             "scale": metaphase.scale,  # boxes are in pixels of the image at this scale
