@@ -1,8 +1,10 @@
 """The review window: a cytogeneticist opens a cell, checks and corrects it, signs it off.
 
 Cells of the case on the left, the karyogram in the middle, the inspector (Grad-CAM and
-the model's probabilities) on the right. The model works in a thread of its own
-(:class:`ModelService`); every correction is an undoable command whose change goes into
+the model's probabilities) on the right. A cell of a whole metaphase image shows the image
+beside the karyogram, its chromosomes outlined, with the tools that correct what the finder
+found (split, join, delete, add, separate a crossing). The model works in a thread of its
+own (:class:`ModelService`); every correction is an undoable command whose change goes into
 the cell's audit trail, and is autosaved to a recovery file at once.
 """
 
@@ -14,6 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import (
     QAction,
+    QActionGroup,
     QGuiApplication,
     QKeySequence,
     QUndoCommand,
@@ -34,8 +37,10 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -43,6 +48,7 @@ from PySide6.QtWidgets import (
 from karyo_gui import __version__
 from karyo_gui.core.case import Case, Cell, CellStatus
 from karyo_gui.core.case_file import SUFFIX, load_case, save_case
+from karyo_gui.core.images import IMAGE_SUFFIXES, is_image_file
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.layout import LayoutStyle
 from karyo_gui.core.loaders import display_path
@@ -65,10 +71,18 @@ from karyo_gui.qt.karyogram_view import (
     DOUBTFUL,
     FLAG,
     MANUAL,
+    SELECTED,
     SURE,
     UNSURE,
     KaryogramScene,
     KaryogramView,
+)
+from karyo_gui.qt.metaphase_view import (
+    FINDER_FLAGGED,
+    HAND,
+    NORMAL,
+    MetaphaseTool,
+    MetaphaseView,
 )
 from karyo_gui.qt.model_service import ModelService
 from karyo_gui.qt.retrain import ModelHistoryDialog, RetrainDialog, reviewed_case_files
@@ -82,6 +96,10 @@ from karyo_gui.qt.settings import (
 )
 
 CASE_FILTER = f"karyo case (*{SUFFIX});;All files (*)"
+IMAGE_FILTER = (
+    "Metaphase images (" + " ".join(f"*{suffix}" for suffix in sorted(IMAGE_SUFFIXES)) + ")"
+    ";;All files (*)"
+)
 MODEL_FILTER = "karyo model (*.safetensors);;All files (*)"
 TYPING_PAUSE_MS = 900  # after a lone 1 or 2, how long to wait for a second digit
 AUTOSAVE_DELAY_MS = 300  # edits within this time are autosaved together
@@ -115,6 +133,46 @@ class EditCommand(QUndoCommand):
     def _tell(self) -> None:
         turned = isinstance(self.edit, OrientationEdit)
         self.window.cell_edited(self.edit.cell, self._ids(), turned)
+
+
+class RegionCommand(QUndoCommand):
+    """One correction of a metaphase's chromosomes (split, join, delete, add, separate) on
+    the undo stack; the edit itself (a core RegionEdit) knows how to apply and revert it."""
+
+    def __init__(self, window: MainWindow, cell: Cell, edit) -> None:
+        super().__init__(edit.text)
+        self.window, self.cell, self.edit = window, cell, edit
+
+    def redo(self) -> None:
+        self.edit.apply()
+        self.window.regions_edited(self.cell, list(self.edit.changed))
+
+    def undo(self) -> None:
+        self.edit.revert()
+        self.window.regions_edited(self.cell, [])
+
+
+METAPHASE_TOOLS = (  # tool, menu text, shortcut, tooltip
+    (MetaphaseTool.SELECT, "&Select", "Esc",
+     "Select (Esc): click a chromosome on the image to select it here, in the karyogram and "
+     "in the inspector. Wheel or +/- zoom, 0 fits, middle button or Space+drag pans"),
+    (MetaphaseTool.SPLIT, "S&plit chromosomes", "S",
+     "Split (S): drag a line across the outline where two touching chromosomes meet (or "
+     "where one should be cut); each side becomes a chromosome"),
+    (MetaphaseTool.JOIN, "&Join chromosomes", "J",
+     "Join (J): click two pieces that are one chromosome (a chromosome broken at its "
+     "centromere, or cut in two by the finder)"),
+    (MetaphaseTool.DELETE, "&Delete chromosome", "Del",
+     "Delete (Del): deletes the selected chromosome; with nothing selected, click what is "
+     "not a chromosome (a nucleus, debris) to delete it"),
+    (MetaphaseTool.ADD, "&Add chromosome", "A",
+     "Add (A): drag around a chromosome the finder missed, or click its corners one by one "
+     "and double-click (or Enter) to close the outline"),
+    (MetaphaseTool.SEPARATE, "Separate &crossing", "C",
+     "Separate crossing (C): on two crossing chromosomes outlined as one (Join them first "
+     "if they are two wrong pieces), trace one of them through the crossing, end to end; "
+     "the two then share the pixels where they cross"),
+)
 
 
 def _swatch(colour, text: str) -> str:
@@ -172,12 +230,38 @@ class MainWindow(QMainWindow):
         header.addWidget(self.mode_label)
         header.addSpacing(24)
         header.addWidget(legend, 1)
+        self.metaphase_view = MetaphaseView(self)
+        self.metaphase_view.selected.connect(self._on_metaphase_selected)
+        self.metaphase_view.gesture_finished.connect(self._on_gesture)
+        self.metaphase_view.tool_changed.connect(self._on_tool_changed)
+        self.metaphase_view.hint.connect(self._on_metaphase_hint)
+        metaphase_legend = QLabel("  ".join([
+            _swatch(NORMAL, "found"), _swatch(FINDER_FLAGGED, "finder unsure / cluster / "
+                                              "crossing"),
+            _swatch(HAND, "outlined by hand"), _swatch(SELECTED, "selected"),
+        ]))
+        metaphase_legend.setContentsMargins(6, 2, 6, 2)
+        metaphase_legend.setToolTip("Outline colour of each chromosome on the metaphase image; "
+                                    "its type is written beside it (? = not classified yet)")
+        self.metaphase_panel = QWidget()
+        panel = QVBoxLayout(self.metaphase_panel)
+        panel.setContentsMargins(0, 0, 0, 0)
+        panel.setSpacing(0)
+        panel.addWidget(metaphase_legend)
+        panel.addWidget(self.metaphase_view, 1)
+        self.metaphase_panel.hide()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.metaphase_panel)
+        self.splitter.addWidget(self.view)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
         central = QWidget()
         column = QVBoxLayout(central)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(0)
         column.addLayout(header)
-        column.addWidget(self.view, 1)
+        column.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
 
         self.cell_list = QListWidget()
@@ -225,6 +309,8 @@ class MainWindow(QMainWindow):
         self.service.attention_ready.connect(self._on_attention_ready)
         self.service.attention_failed.connect(self._on_attention_failed)
         self.service.busy_changed.connect(self._on_busy)
+        self.service.cell_found.connect(self._on_cell_found)
+        self.service.find_failed.connect(self._on_find_failed)
 
         self._build_menus()
         self.setAcceptDrops(True)
@@ -249,6 +335,7 @@ class MainWindow(QMainWindow):
         menu = self.menuBar().addMenu("&File")
         self._action(menu, "&Open cell folder...", self._choose_folder, keys.Open)
         self._action(menu, "Open &case file...", self._choose_case_file, "Ctrl+Shift+O")
+        self._action(menu, "Open metaphase &image...", self._choose_image, "Ctrl+I")
         self.recent_menu = menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         examples = menu.addMenu("Open &example cell")
@@ -309,6 +396,8 @@ class MainWindow(QMainWindow):
         for dock in (self.cells_dock, self.inspector_dock, self.problems_dock):
             menu.addAction(dock.toggleViewAction())
 
+        self._build_metaphase_menu()
+
         menu = self.menuBar().addMenu("&Model")
         self._action(menu, "&About the loaded model...", self.show_model_info)
         self._action(menu, "&Load model file...", self._choose_model)
@@ -320,6 +409,47 @@ class MainWindow(QMainWindow):
         menu = self.menuBar().addMenu("&Help")
         self._action(menu, "&Keyboard shortcuts", self.show_shortcuts, keys.HelpContents)
         self._action(menu, "&About karyo", self._about)
+
+    def _build_metaphase_menu(self) -> None:
+        """Metaphase menu and toolbar: the tools that correct the chromosomes found."""
+        menu = self.menuBar().addMenu("&Metaphase")
+        menu.setToolTipsVisible(True)  # each tool's tooltip says how to use it
+        self.metaphase_menu = menu
+        self.metaphase_toolbar = QToolBar("Metaphase tools", self)
+        self.metaphase_toolbar.setObjectName("metaphase_tools")
+        self.metaphase_toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.metaphase_toolbar)
+        self.tool_group = QActionGroup(self)
+        self.tool_group.setExclusive(True)
+        self.tool_actions: dict[MetaphaseTool, QAction] = {}
+        for tool, text, key, tip in METAPHASE_TOOLS:
+            action = QAction(text, self)
+            action.setCheckable(True)
+            action.setShortcut(QKeySequence(key))
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+            action.triggered.connect(lambda _checked=False, t=tool: self.choose_tool(t))
+            self.tool_group.addAction(action)
+            menu.addAction(action)
+            self.metaphase_toolbar.addAction(action)
+            self.tool_actions[tool] = action
+        self.tool_actions[MetaphaseTool.SELECT].setChecked(True)
+        menu.addSeparator()
+        self.labels_action = self._action(
+            menu, "Show &types on the image",
+            lambda: self.metaphase_view.show_labels(self.labels_action.isChecked()), "T",
+        )
+        self.labels_action.setCheckable(True)
+        self.labels_action.setChecked(True)
+        self._action(menu, "&Fit image to view", self.metaphase_view.fit)
+        self._set_metaphase_tools_enabled(False)
+
+    def _set_metaphase_tools_enabled(self, enabled: bool) -> None:
+        for tool, action in self.tool_actions.items():
+            # Esc stays: it also drops a half-typed type on the karyogram
+            action.setEnabled(enabled or tool is MetaphaseTool.SELECT)
+        self.labels_action.setEnabled(enabled)
+        self.metaphase_toolbar.setVisible(enabled)
 
     def _action(self, menu, text, slot, shortcut=None) -> QAction:
         action = QAction(text, self)
@@ -342,13 +472,18 @@ class MainWindow(QMainWindow):
                            "second digit; Enter takes them as they are)"),
             ("drag onto a slot", "move the chromosome to that type"),
             ("drag onto a chromosome", "swap the types of the two chromosomes"),
-            ("Esc", "drop a half-typed type"),
+            ("Esc", "drop a half-typed type; on the metaphase: drop the line being drawn and "
+                    "go back to Select"),
+            ("wheel, +, -, 0", "metaphase image: zoom around the cursor, in, out, fit"),
+            ("middle button or Space + drag", "metaphase image: pan"),
+            ("Enter or double-click", "metaphase image, Add: close the outline clicked"),
         ]
         return rows
 
     # ---------------------------------------------------------------- opening
     def open_path(self, path: str | os.PathLike) -> bool:
-        """Open a cell folder, a folder of cells or a case file; False (and a message) if not."""
+        """Open a cell folder, a folder of cells, a case file, a metaphase image or a folder
+        of them; False (and a message) if not."""
         try:
             case = open_case(path)
         except OpenError as error:
@@ -356,8 +491,10 @@ class MainWindow(QMainWindow):
             return False
         if not self.settle_unsaved("opening another case"):
             return False
-        is_file = Path(path).is_file()
-        self.set_case(case, Path(path) if is_file else None, origin=str(Path(path).resolve()))
+        # Save writes a case file it was opened from, never over an image
+        is_case_file = Path(path).is_file() and not is_image_file(Path(path))
+        self.set_case(case, Path(path) if is_case_file else None,
+                      origin=str(Path(path).resolve()))
         self.settings.add_recent(path)
         recovery = recovery_path(case.case_id, self.origin)
         if recovery.is_file():
@@ -448,9 +585,9 @@ class MainWindow(QMainWindow):
 
     @staticmethod
     def _needs_classifying(cell: Cell) -> bool:
-        return cell.status is not CellStatus.SIGNED_OFF and any(
+        return cell.status is not CellStatus.SIGNED_OFF and (cell.needs_finding or any(
             c.image is not None and c.probabilities is None for c in cell.chromosomes
-        )
+        ))
 
     def _on_cell_chosen(self, row: int) -> None:
         if self.case is None or not 0 <= row < len(self.case.cells):
@@ -468,6 +605,15 @@ class MainWindow(QMainWindow):
         self._typed.pending = ""
         self.scene.show_cell(cell, self._style(), self.gallery_action.isChecked())
         self.view.fit()
+        self.metaphase_view.set_tool(MetaphaseTool.SELECT)
+        has_metaphase = cell is not None and cell.metaphase is not None
+        if has_metaphase and self.metaphase_panel.isHidden():
+            self.metaphase_panel.show()
+            half = max(1, self.splitter.width()) // 2
+            self.splitter.setSizes([half, half])  # the image and the karyogram side by side
+        self.metaphase_panel.setVisible(has_metaphase)
+        self._set_metaphase_tools_enabled(has_metaphase)
+        self.metaphase_view.show_cell(cell if has_metaphase else None)
         self.inspector.show_chromosome(cell, None)
         if cell is not None:
             if cell not in self._stacks:
@@ -497,6 +643,11 @@ class MainWindow(QMainWindow):
 
     def _choose_case_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open case file", "", CASE_FILTER)
+        if path:
+            self.open_path(path)
+
+    def _choose_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open metaphase image", "", IMAGE_FILTER)
         if path:
             self.open_path(path)
 
@@ -537,7 +688,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Recovered {recovery.describe()}: save to keep it", 10000)
         return True
 
-    # drag a folder or case file onto the window
+    # drag a folder, a case file or a metaphase image onto the window
     def dragEnterEvent(self, event) -> None:
         if any(url.isLocalFile() for url in event.mimeData().urls()):
             event.acceptProposedAction()
@@ -622,6 +773,11 @@ class MainWindow(QMainWindow):
         cell = self.current_cell
         if cell is None or not self._editable(cell):
             return
+        if cell.needs_finding:  # the finder first (it loads on its own), then the model
+            self.service.retry_finder()
+            self.service.classify([cell], first=True)
+            self._update_status()
+            return
         if self.service.classifier is None:
             self.show_error("No model is loaded: Model > Load model file, or wait for it to load")
             return
@@ -635,6 +791,7 @@ class MainWindow(QMainWindow):
             selected = self.scene.selected_id()
             self.scene.relayout(result.turned)  # the orientation guess stood them p-arm up
             self.scene.select(selected)
+            self.metaphase_view.refresh()
             self.inspector.show_chromosome(cell, selected)
             self._update_status()
         if self.case_path is not None or self._dirty:
@@ -642,6 +799,33 @@ class MainWindow(QMainWindow):
 
     def _on_classify_failed(self, cell: Cell, message: str) -> None:
         self.show_error(message)
+
+    def _on_cell_found(self, cell: Cell) -> None:
+        """The finder's chromosomes are in the cell: draw them (the model classifies next)."""
+        if self.case is None or cell not in self.case.cells:
+            return
+        self._refresh_cell_entry(cell)
+        if cell is self.current_cell:
+            self.scene.show_cell(cell, self._style(), self.gallery_action.isChecked())
+            self.view.fit()
+            self.metaphase_view.refresh()
+            self._update_status()
+            flagged = sum(bool(c.flags) for c in cell.chromosomes)
+            self.statusBar().showMessage(
+                f"{len(cell)} chromosomes found in {cell.name}"
+                + (f", {flagged} to check" if flagged else ""), 8000,
+            )
+        if self.case_path is not None or self._dirty:
+            self._schedule_autosave()
+
+    def _on_find_failed(self, cell: Cell, message: str) -> None:
+        """No finder, or nothing found: said in the status bar; the image stays open."""
+        if self.case is None or cell not in self.case.cells:
+            return
+        self.last_error = message
+        if cell is self.current_cell:
+            self.statusBar().showMessage(message, 20000)
+            self._update_status()
 
     def _on_busy(self, text: str) -> None:
         self.busy_label.setText(text)
@@ -690,7 +874,12 @@ class MainWindow(QMainWindow):
 
     def _on_selected(self, chromosome_id: str | None) -> None:
         self._typed.pending = ""
+        self.metaphase_view.select(chromosome_id)
         self.inspector.show_chromosome(self.current_cell, chromosome_id)
+
+    def _on_metaphase_selected(self, chromosome_id: str | None) -> None:
+        """A click on the image selects the chromosome in the karyogram and the inspector."""
+        self.select(chromosome_id)
 
     def selected_id(self) -> str | None:
         return self.scene.selected_id()
@@ -779,6 +968,97 @@ class MainWindow(QMainWindow):
         self._refresh_cell_entry(cell)
         self._update_title()
         self._schedule_autosave()
+
+    # ----------------------------------------------------------- metaphase tools
+    def choose_tool(self, tool: MetaphaseTool) -> None:
+        """A tool of the Metaphase menu: Select (Esc) also drops a half-typed type; Delete
+        with a chromosome selected deletes it at once."""
+        cell = self.current_cell
+        if tool is MetaphaseTool.SELECT:
+            self._on_key_typed("Escape")
+            self.metaphase_view.cancel()
+            return
+        if cell is None or cell.metaphase is None:
+            self._on_tool_changed(self.metaphase_view.tool)
+            return
+        if not self._editable(cell):
+            self.metaphase_view.set_tool(MetaphaseTool.SELECT)
+            self._on_tool_changed(MetaphaseTool.SELECT)
+            return
+        selected = self.selected_id()
+        if tool is MetaphaseTool.DELETE and selected is not None:
+            self._on_tool_changed(self.metaphase_view.tool)
+            self.edit_regions(MetaphaseTool.DELETE, [selected], [])
+            return
+        self.metaphase_view.set_tool(tool)
+        self.metaphase_view.setFocus()
+
+    def _on_tool_changed(self, tool: MetaphaseTool) -> None:
+        self.tool_actions[tool].setChecked(True)
+
+    def _on_metaphase_hint(self, text: str) -> None:
+        if text:
+            self.statusBar().showMessage(text)
+        else:
+            self.statusBar().clearMessage()
+
+    def _on_gesture(self, tool: MetaphaseTool, ids: list[str], points: list) -> None:
+        self.edit_regions(tool, ids, points)
+
+    def edit_regions(self, tool: MetaphaseTool, ids: list[str], points: list) -> bool:
+        """Make the edit a finished gesture asks for (undoable); False, with the reason in
+        the status bar, when it cannot be made."""
+        from karyo_gui.core import metaphase_edits as edits
+
+        cell = self.current_cell
+        if cell is None or cell.metaphase is None or not self._editable(cell):
+            return False
+        by = self.settings.reviewer
+        line = [(float(x), float(y)) for x, y in points]
+        try:
+            if tool is MetaphaseTool.SPLIT:
+                edit = edits.split_chromosome(cell, ids[0], line, by)
+            elif tool is MetaphaseTool.JOIN:
+                edit = edits.join_chromosomes(cell, ids, by)
+            elif tool is MetaphaseTool.DELETE:
+                edit = edits.delete_chromosomes(cell, ids, by)
+            elif tool is MetaphaseTool.ADD:
+                edit = edits.add_chromosome(cell, line, by)
+            elif tool is MetaphaseTool.SEPARATE:
+                edit = edits.separate_crossing(cell, ids[0], line, by)
+            else:
+                return False
+        except (edits.EditError, KeyError, IndexError) as error:
+            message = str(error) if isinstance(error, edits.EditError) else (
+                "no chromosome under the gesture"
+            )
+            self.last_error = message
+            self.statusBar().showMessage(message, 8000)
+            return False
+        if edit is None:
+            return False
+        self._stacks[cell].push(RegionCommand(self, cell, edit))
+        self.statusBar().showMessage(edit.text, 5000)
+        return True
+
+    def regions_edited(self, cell: Cell, changed: list[str]) -> None:
+        """After a region edit or its undo: both views drawn again, the changed chromosomes
+        classified (when a model is loaded), recount, autosave."""
+        self._dirty = True
+        if cell is self.current_cell:
+            selected = self.selected_id()
+            ids = {c.id for c in cell.chromosomes}
+            now = [i for i in changed if i in ids]
+            keep = now[0] if now else (selected if selected in ids else None)
+            self.scene.show_cell(cell, self._style(), self.gallery_action.isChecked())
+            self.view.fit()
+            self.metaphase_view.refresh()
+            self.select(keep)
+            self._update_status()
+        self._refresh_cell_entry(cell)
+        self._update_title()
+        self._schedule_autosave()
+        self.service.classify_changed(cell)
 
     def _on_key_typed(self, key: str) -> None:
         if key == "Escape":
@@ -990,6 +1270,9 @@ class MainWindow(QMainWindow):
         signed = cell.status is CellStatus.SIGNED_OFF
         self.view.editable = not signed
         waiting = "classifying…  " if self.service.is_pending(cell) else ""
+        if cell.needs_finding:
+            waiting = ("finding chromosomes…  " if self.service.is_pending(cell)
+                       else "chromosomes not found yet (Cell > Classify again)  ")
         self.mode_label.setText(
             f"{waiting}{cell.name} · {STATUS_TEXT[cell.status]}"
             + (" (read-only)" if signed else "")
