@@ -1,11 +1,14 @@
 """Screenshot of the karyo main window reviewing a cell, for the README.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python bench/screenshot.py OUT.png
-        [--karyotype 47,XY,+21] [--seed 4] [--folder CELL_DIR]
+        [--karyotype 47,XY,+21] [--seed 4] [--folder CELL_DIR | --image METAPHASE.jpg]
+        [--metaphase-view VIEW.png]
 
 (``bench/screenshot.sh`` runs exactly that.) The window opens on a generated cell (or on
-``--folder``), waits for the model to classify it, steps to the first flagged chromosome
-(the N key) so the inspector shows its Grad-CAM and probabilities, and saves the window.
+``--folder``, or on a whole metaphase image, whose chromosomes the finder finds first), waits
+for the model to classify it, steps to the first flagged chromosome (the N key) so the
+inspector shows its Grad-CAM and probabilities, and saves the window; ``--metaphase-view``
+also saves the metaphase view alone, larger.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QColor, QImage, QPainter, QPalette
 from PySide6.QtWidgets import QApplication
 
 from karyo_gui.core.loaders import write_cell
@@ -51,6 +55,8 @@ def main() -> int:
     parser.add_argument("--karyotype", default="47,XY,+21")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--folder", type=Path)
+    parser.add_argument("--image", type=Path, help="a whole metaphase image")
+    parser.add_argument("--metaphase-view", type=Path, help="also save the metaphase view here")
     parser.add_argument("--dark", action="store_true", help="the dark colour scheme")
     args = parser.parse_args()
 
@@ -63,12 +69,14 @@ def main() -> int:
     window.resize(1560, 960)
     window.show()
     with tempfile.TemporaryDirectory() as scratch:
-        folder = args.folder or write_cell(
+        folder = args.image or args.folder or write_cell(
             generate_cell(args.karyotype, seed=args.seed), Path(scratch) / "P12.3", labelled=False
         )
         window.open_path(folder)
         cell = window.current_cell
-        if not wait_for(app, lambda: all(c.probabilities is not None for c in cell.chromosomes)):
+        if not wait_for(app, lambda: bool(cell.chromosomes) and all(
+            c.probabilities is not None for c in cell.chromosomes
+        )):  # fmt: skip
             print(f"the cell was not classified: {window.model_problem}", file=sys.stderr)
             return 1
         window.step_flagged()  # what the N key does (no window manager to focus the window)
@@ -78,6 +86,21 @@ def main() -> int:
         if not window.grab().save(str(args.out)):
             print(f"{args.out}: cannot write the screenshot", file=sys.stderr)
             return 1
+        if args.metaphase_view is not None:
+            # the scene (image, outlines, type tags) at 1.5 image pixels per pixel
+            scene = window.metaphase_view.scene()
+            source = scene.itemsBoundingRect()
+            picture = QImage(int(source.width() * 1.5), int(source.height() * 1.5),
+                             QImage.Format.Format_RGB32)  # fmt: skip
+            picture.fill(QColor("white"))
+            painter = QPainter(picture)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            scene.render(painter, QRectF(picture.rect()), source)
+            painter.end()
+            if not picture.save(str(args.metaphase_view)):
+                print(f"{args.metaphase_view}: cannot write the screenshot", file=sys.stderr)
+                return 1
+            print(f"wrote {args.metaphase_view}")
     window.close()
     print(f"wrote {args.out}")
     return 0

@@ -1,7 +1,9 @@
 """The ``karyo`` command: with no argument it opens the app on the example cell.
 
 karyo                         open the app (example cell)
-karyo gui [CELL_DIR|CASE]     open the app on a cell folder, folder of cells or case file
+karyo gui [CELL_DIR|CASE|IMAGE]
+                              open the app on a cell folder, folder of cells, case file,
+                              metaphase image or folder of metaphase images
 karyo example OUT_DIR [--karyotype 47,XY,+21] [--seed 1] [--unlabelled]
                               write a generated cell as a folder of PNG crops
 karyo classify CELL_DIR|IMAGE [--checkpoint CKPT] [--finder F] [--device D] --json OUT.json
@@ -34,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="karyo", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command")
     gui = commands.add_parser("gui", help="open the karyotyping app")
-    gui.add_argument("path", nargs="?", help="cell folder, folder of cells or case file")
+    gui.add_argument(
+        "path", nargs="?",
+        help="cell folder, folder of cells, case file, metaphase image or folder of them",
+    )  # fmt: skip
     gui.add_argument("--example", default=None, help="karyotype of the example cell to show")
     example = commands.add_parser("example", help="write a generated example cell to a folder")
     example.add_argument("out_dir")
@@ -94,12 +99,24 @@ def _write_example(out_dir: str, karyotype: str, seed: int, labelled: bool) -> i
 
 def _classify(args: argparse.Namespace) -> int:
     """``karyo classify``: user mistakes become one-line messages and a non-zero status."""
-    from karyo_gui.core.case_file import write_atomically
+    from karyo_gui.core.case_file import SaveTargetError, writable_target, write_atomically
     from karyo_gui.core.loaders import display_path
     from karyo_gui.core.opening import OpenError, open_case
 
     if not 0 <= args.margin <= 1:
         print(f"karyo classify: --margin {args.margin} must lie between 0 and 1", file=sys.stderr)
+        return 2
+    try:  # before the work: --json /dev/null or a folder is refused, not found out at the end
+        for output in (args.json, args.png):
+            if output:
+                Path(output).parent.mkdir(parents=True, exist_ok=True)
+                writable_target(output)
+    except SaveTargetError as error:
+        print(f"karyo classify: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"karyo classify: {display_path(output)}: cannot write here "
+              f"({error.strerror or error})", file=sys.stderr)
         return 2
     try:
         case = open_case(args.path)
@@ -204,8 +221,13 @@ def _evaluate_metaphases(args: argparse.Namespace) -> int:
         return 2
     metrics.update(data=str(args.data), cells=args.cells)
     out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(out, json.dumps(metrics, indent=1, ensure_ascii=False))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(out, json.dumps(metrics, indent=1, ensure_ascii=False))
+    except OSError as error:  # SaveTargetError too: a folder, a device, a pipe
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"karyo evaluate: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
     print(format_metaphase_metrics(metrics))
     print(f"-> {out}")
     return 0
@@ -235,15 +257,23 @@ def _numbered(path: Path, name: str, several: bool) -> Path:
 
 
 def _write_karyograms(results, png: Path) -> None:
+    """Each karyogram drawn into a scratch file, then moved into place as the JSON is
+    (``write_atomically``: a symlink written through, a device or pipe refused)."""
+    import tempfile
+
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a picture needs no screen
     from PySide6.QtWidgets import QApplication
 
+    from karyo_gui.core.case_file import write_atomically
     from karyo_gui.qt.karyogram_view import render_karyogram
 
     _app = QApplication.instance() or QApplication([])
-    for result in results:
-        written = render_karyogram(result.cell, _numbered(png, result.cell.name, len(results) > 1))
-        print(f"wrote {written}")
+    with tempfile.TemporaryDirectory(prefix="karyo-") as scratch:
+        for result in results:
+            drawn = render_karyogram(result.cell, Path(scratch) / "karyogram.png")
+            written = _numbered(png, result.cell.name, len(results) > 1)
+            write_atomically(written, drawn.read_bytes())
+            print(f"wrote {written}")
 
 
 def _write_attention_maps(classifier, results, folder: Path) -> None:

@@ -1,6 +1,7 @@
 """The chromosome finder: its training, its model file, and whole metaphases through the CLI."""
 
 import json
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -38,11 +39,12 @@ def annotated(tmp_path_factory):
 
 def test_train_finder_learns_from_annotated_metaphases_and_resumes(annotated, tmp_path, capsys):
     out = tmp_path / "run"
+    train = str(annotated / "splits" / "train.txt")
     common = ["train-finder", "--data", str(annotated), "--out", str(out), "--arch",
               "resnet10t", "--channels", "16", "--crop", "128", "--batch-size", "2",
-              "--threads", "1", "--train-cells", str(annotated / "splits" / "train.txt")]  # fmt: skip
+              "--threads", "1", "--train-cells", train]  # fmt: skip
     assert trainer_main([*common, "--epochs", "1"]) == 0
-    net, header = load_finder(out / "best.safetensors")
+    _, header = load_finder(out / "best.safetensors")
     assert header.arch == "resnet10t" and header.training_data["n_train"] >= 1
     assert "detection_recall" in header.metrics["val"]
     assert trainer_main([*common, "--epochs", "2", "--resume"]) == 0
@@ -75,12 +77,12 @@ def _small_finder(path):
 
 def test_a_finder_file_is_checked_before_it_is_used(tmp_path):
     good = _small_finder(tmp_path / "good.safetensors")
-    net, header = load_finder(good)
+    _, header = load_finder(good)
     assert header.name == "small" and len(header.model_id) == 12
 
     text = tmp_path / "notes.safetensors"
     text.write_text("not a model")
-    with pytest.raises(FinderError, match="notes.safetensors"):
+    with pytest.raises(FinderError, match=r"notes\.safetensors"):
         load_finder(text)
 
     # the same file with other weights under the same header: the id no longer fits
@@ -156,8 +158,9 @@ def test_classify_a_metaphase_image_lists_each_chromosome_with_its_box(tmp_path,
 
 def test_evaluate_on_annotated_metaphases_writes_the_metaphase_keys(annotated, tmp_path):
     out = tmp_path / "eval.json"
-    status = main(["evaluate", "--data", str(annotated), "--cells",
-                   str(annotated / "splits" / "test.txt"), "--json", str(out), "--device", "cpu"])  # fmt: skip
+    test = str(annotated / "splits" / "test.txt")
+    status = main(["evaluate", "--data", str(annotated), "--cells", test, "--json", str(out),
+                   "--device", "cpu"])  # fmt: skip
     assert status == 0
     metrics = json.loads(out.read_text())
     for key in ("detection_recall", "detection_precision", "count_exact", "typed_accuracy",
@@ -176,7 +179,7 @@ def test_an_edit_reclassifies_only_the_new_chromosomes():
     classifier.classify(cell)
     longest = max(cell.chromosomes, key=lambda c: c.region.area)
     before = {c.id: c.probabilities.copy() for c in cell.chromosomes if c is not longest}
-    x0, y0, x1, y1 = longest.region.box
+    x0, y0 = longest.region.box[:2]
     mask = longest.region.mask
     ys, xs = np.nonzero(mask)
     cy, cx = ys.mean(), xs.mean()
@@ -202,3 +205,20 @@ def test_an_edit_reclassifies_only_the_new_chromosomes():
         if chromosome.id in before:
             assert np.array_equal(chromosome.probabilities, before[chromosome.id])
     assert all(Flag.IMAGE_MISSING not in c.flags for c in cell.chromosomes)
+
+
+def test_the_classifier_trainer_takes_crops_cut_from_annotated_boxes(annotated):
+    from trainer.checkpoint import SHIPPED_MODEL, read_header
+    from trainer.data import load_dataset_crops
+
+    preprocessing = read_header(SHIPPED_MODEL).input_preprocessing
+    crops = load_dataset_crops(annotated, annotated / "splits" / "train.txt", preprocessing)
+    names = (annotated / "splits" / "train.txt").read_text().split()
+    expected = sum(
+        len(ET.parse(annotated / "annotations" / f"{name}.xml").getroot().findall("object"))
+        for name in names
+    )
+    assert len(crops) == expected  # one crop per annotated chromosome
+    assert crops.summary()["n_cells"] == len(names)
+    # the 21s of the 47,XX,+21 metaphase are there with their type
+    assert crops.class_counts()[20] >= 2

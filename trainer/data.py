@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from karyo_gui.core.annotations import AnnotationError, is_annotated_folder, load_annotated_cells
 from karyo_gui.core.case import Cell, CellStatus, Chromosome
 from karyo_gui.core.case_file import CaseFileError, load_case
 from karyo_gui.core.labels import N_TYPES, ChromosomeType
-from karyo_gui.core.loaders import CellLoadError, load_dataset
+from karyo_gui.core.loaders import CellLoadError, Dataset, load_dataset
 from karyo_gui.core.synthetic import generate_cell
 from trainer.preprocessing import Preprocessing, prepare_cell
 
@@ -124,11 +125,22 @@ def load_dataset_crops(
     cells: str | os.PathLike | Sequence[str] | None,
     preprocessing: Preprocessing,
 ) -> CropSet:
-    """A labelled dataset folder (e.g. gband612 with a split list) as crops."""
-    try:
-        dataset = load_dataset(root, cells=cells)
-    except CellLoadError as error:
-        raise DataError(str(error)) from None
+    """A labelled dataset folder (e.g. gband612 with a split list) as crops, or a folder of
+    annotated metaphases (cil24: ``images/`` + ``annotations/``) as the crops cut from their
+    annotated boxes."""
+    if is_annotated_folder(root):
+        try:
+            found, problems = load_annotated_cells(root, cells)
+        except (AnnotationError, CellLoadError) as error:
+            raise DataError(str(error)) from None
+        dataset = Dataset(root=Path(root), cells=found, problems=problems)
+        if not found:
+            raise DataError(f"{root}: no annotated metaphase could be read")
+    else:
+        try:
+            dataset = load_dataset(root, cells=cells)
+        except CellLoadError as error:
+            raise DataError(str(error)) from None
     source = f"{Path(root).name}" + (f":{Path(cells).name}" if isinstance(cells, str) else "")
     crops = crops_of_cells(dataset.cells, preprocessing, source=source)
     crops.problems = list(dataset.problems)

@@ -298,7 +298,10 @@ def default_finder() -> Path:
     path = Path(chosen) if chosen else SHIPPED_FINDER
     if not path.is_file():
         where = f"${FINDER_ENV} points to {path}" if chosen else f"{path.name} is not installed"
-        raise FinderError(f"no chromosome finder given and {where}; choose one with --finder")
+        raise FinderError(
+            f"no chromosome finder: {where} (a finder model file can be given with --finder "
+            f"or ${FINDER_ENV})"
+        )
     return path
 
 

@@ -30,6 +30,7 @@ from karyo_gui.core.images import IMAGE_SUFFIXES
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.loaders import CellLoadError, display_path, natural_key, read_cell_list
 from karyo_gui.core.metaphase import (
+    MetaphaseReadError,
     cut_crop,
     estimate_chromosome_width,
     foreground_mask,
@@ -444,3 +445,24 @@ def annotated_cell(metaphase: AnnotatedMetaphase, pixels: np.ndarray | None = No
         if region is not None
     ]
     return Cell(name=metaphase.name, chromosomes=chromosomes, problems=list(metaphase.problems))
+
+
+def load_annotated_cells(
+    root: str | os.PathLike, names: list[str] | str | os.PathLike | None = None
+) -> tuple[list[Cell], list[str]]:
+    """The annotated metaphases of a cil24-style folder as cells of crops cut from their
+    boxes (:func:`annotated_cell`), for training and measuring a classifier; with the
+    problems of what could not be read (the rest loads)."""
+    metaphases, problems = load_annotated_folder(root, names)
+    cells = []
+    for metaphase in metaphases:
+        problems.extend(metaphase.problems)
+        try:
+            cell = annotated_cell(metaphase)
+        except MetaphaseReadError as error:
+            problems.append(str(error))
+            continue
+        cell.source = display_path(metaphase.image_path)
+        if cell.chromosomes:
+            cells.append(cell)
+    return cells, problems
