@@ -53,6 +53,20 @@ def test_train_finder_learns_from_annotated_metaphases_and_resumes(annotated, tm
     events = (out / "events.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in events] == [1, 2]
 
+    # exported at half size with measured figures in its header, it loads back as float32
+    figures = tmp_path / "eval.json"
+    figures.write_text(json.dumps({"detection_recall": 0.5, "problems": ["x"]}))
+    half = tmp_path / "half.safetensors"
+    assert trainer_main(["export-finder", "--checkpoint", str(out / "best.safetensors"),
+                         "--out", str(half), "--half", "--threshold", "0.4",
+                         "--metrics", f"test={figures}"]) == 0  # fmt: skip
+    net, exported = load_finder(half)
+    assert exported.score_threshold == 0.4
+    assert exported.metrics["test"] == {"detection_recall": 0.5}
+    assert next(net.parameters()).dtype == torch.float32
+    stored = {t.dtype for t in load_file(str(half)).values() if t.is_floating_point()}
+    assert stored == {torch.float16}
+
 
 @pytest.mark.parametrize(
     "option, value",

@@ -46,6 +46,7 @@ from trainer.finder import (
     finder_input,
     save_finder,
 )
+from trainer.finder_cli import check_finder_args
 
 
 @dataclass
@@ -474,58 +475,33 @@ def train_finder(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_finder_parser(commands) -> argparse.ArgumentParser:
-    parser = commands.add_parser("train-finder", help="train the chromosome finder")
-    parser.add_argument("--data", required=True, help="folder with images/ and annotations/")
-    parser.add_argument(
-        "--train-cells", help="list of training metaphases (default splits/train.txt)"
-    )
-    parser.add_argument(
-        "--val-cells", help="list of validation metaphases (default splits/val.txt)"
-    )
-    parser.add_argument("--out", default="runs/finder", help="run folder")
-    parser.add_argument("--arch", default="resnet18")
-    parser.add_argument("--channels", type=int, default=96)
-    parser.add_argument("--input-width", type=float, default=10.0)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=320)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=0, help="use only this many metaphases")
-    parser.add_argument(
-        "--generated", type=int, default=0, help="add this many generated metaphases to training"
-    )
-    parser.add_argument(
-        "--val-limit", type=int, default=0, help="judge each epoch on the first N val metaphases"
-    )
-    parser.add_argument("--name", default="karyo-finder")
-    parser.add_argument("--resume", action="store_true")
-    return parser
+def export_finder(args: argparse.Namespace, prog: str) -> int:
+    from trainer.finder import FinderError, load_finder
 
-
-def check_finder_args(args: argparse.Namespace) -> str | None:
-    checks = (
-        (args.epochs >= 1, f"--epochs {args.epochs} must be at least 1"),
-        (args.batch_size >= 1, f"--batch-size {args.batch_size} must be at least 1"),
-        (args.crop >= 64 and args.crop % 32 == 0, f"--crop {args.crop}: a multiple of 32, >= 64"),
-        (math.isfinite(args.lr) and 0 < args.lr < 1, f"--lr {args.lr} must lie in (0, 1)"),
-        (
-            math.isfinite(args.weight_decay) and args.weight_decay >= 0,
-            f"--weight-decay {args.weight_decay} must be >= 0",
-        ),
-        (2 <= args.input_width <= 64, f"--input-width {args.input_width} must lie in 2..64"),
-        (8 <= args.channels <= 512, f"--channels {args.channels} must lie in 8..512"),
-        (args.threads >= 0, f"--threads {args.threads} must be >= 0"),
-        (0 <= args.generated <= 100_000, f"--generated {args.generated} must lie in 0..100000"),
-    )
-    for ok, message in checks:
-        if not ok:
-            return message
-    return None
+    try:
+        net, header = load_finder(args.checkpoint)
+    except FinderError as error:
+        print(f"{prog} export-finder: {error}", file=sys.stderr)
+        return 2
+    if args.threshold is not None:
+        if not 0 < args.threshold < 1:
+            print(f"{prog} export-finder: --threshold must lie in (0, 1)", file=sys.stderr)
+            return 2
+        header.score_threshold = args.threshold
+    if args.name:
+        header.name = args.name
+    for item in args.metrics:
+        split, _, path = item.partition("=")
+        try:
+            header.metrics[split] = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            print(f"{prog} export-finder: {path}: {error}", file=sys.stderr)
+            return 2
+        for bulky in ("metaphases_wrong", "problems"):
+            header.metrics[split].pop(bulky, None)
+    save_finder(args.out, net, header, torch.float16 if args.half else None)
+    print(f"wrote {args.out} ({header.model_id})")
+    return 0
 
 
 def run_finder(args: argparse.Namespace, prog: str) -> int:
