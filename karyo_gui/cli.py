@@ -61,14 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         help="flag crops whose type leads the next by less than this probability",
     )  # fmt: skip
     from trainer.cli import add_evaluate_parser, add_train_parser
+    from trainer.finder_cli import add_export_finder_parser, add_finder_parser
 
     add_train_parser(commands)
     add_evaluate_parser(commands)
+    add_finder_parser(commands)
+    add_export_finder_parser(commands)
     args = parser.parse_args(argv)
 
     if args.command == "evaluate" and _is_annotated_metaphases(args.data):
         return _evaluate_metaphases(args)
-    if args.command in ("train", "evaluate", "train-finder"):
+    if args.command in ("train", "evaluate", "train-finder", "export-finder"):
         from trainer.cli import run
 
         return run(args, "karyo")
@@ -114,10 +117,10 @@ def _classify(args: argparse.Namespace) -> int:
     except SaveTargetError as error:
         print(f"karyo classify: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
+    except OSError as error:  # as for a failed write: status 1
         print(f"karyo classify: {display_path(output)}: cannot write here "
               f"({error.strerror or error})", file=sys.stderr)
-        return 2
+        return 1
     try:
         case = open_case(args.path)
     except OpenError as error:

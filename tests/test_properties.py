@@ -95,7 +95,7 @@ def cells(draw) -> Cell:
     actions = st.sampled_from(["label", "orientation", "status"]) | texts
     return Cell(
         name=draw(texts),
-        chromosomes=draw(st.lists(chromosomes(), max_size=4)),
+        chromosomes=draw(st.lists(chromosomes(), max_size=4, unique_by=lambda c: c.id)),
         source=None if source is None else "/".join([source, *folders]),
         status=draw(st.sampled_from(CellStatus)),
         model_id=draw(st.none() | texts),

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from trainer.config import (
+    MAX_BATCH_SIZE,
     SECOND_LOOK_MARGIN,
     ConfigError,
     add_arguments,
@@ -32,9 +33,10 @@ def build_parser(prog: str = "python -m trainer") -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_evaluate_parser(commands)
     add_export_parser(commands)
-    from trainer.finder_training import add_finder_parser
+    from trainer.finder_cli import add_export_finder_parser, add_finder_parser
 
     add_finder_parser(commands)
+    add_export_finder_parser(commands)
     return parser
 
 
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m trainer") -> int:
 def run(args: argparse.Namespace, prog: str) -> int:
     """Run a parsed ``train`` or ``evaluate``; user mistakes become one-line messages."""
     # torch is imported here, not at the top, so that building the parser stays instant
+    from karyo_gui.core.case_file import SaveTargetError
     from trainer.checkpoint import CheckpointError
     from trainer.data import DataError
     from trainer.devices import DeviceError
@@ -122,13 +125,17 @@ def run(args: argparse.Namespace, prog: str) -> int:
         from trainer.finder_training import run_finder
 
         return run_finder(args, prog)
+    if args.command == "export-finder":
+        from trainer.finder_training import export_finder
+
+        return export_finder(args, prog)
     try:
         if args.command == "train":
-            return _train(args)
+            return _train(args, prog)
         if args.command == "export":
             return _export(args)
         return _evaluate(args)
-    except (CheckpointError, ConfigError, DataError, DeviceError) as error:
+    except (CheckpointError, ConfigError, DataError, DeviceError, SaveTargetError) as error:
         print(f"{prog}: {error}", file=sys.stderr)
         return 2
     except OSError as error:
@@ -136,8 +143,8 @@ def run(args: argparse.Namespace, prog: str) -> int:
         return 1
 
 
-def _train(args: argparse.Namespace) -> int:
-    from trainer.engine import TrainingInterrupted, train
+def _train(args: argparse.Namespace, prog: str = "python -m trainer") -> int:
+    from trainer.engine import TrainingDiverged, TrainingInterrupted, train
 
     overrides = {
         key: value
@@ -150,6 +157,9 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingInterrupted:
         print(f"interrupted; continue with: --resume --output {config.output}", file=sys.stderr)
         return 130
+    except TrainingDiverged as error:  # no weights of this run were written after it
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 1
     if args.events != "jsonl":
         print(f"best model: {best}")
     return 0
@@ -206,6 +216,7 @@ def _fit_orientation(net, header, args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from karyo_gui.core.case_file import write_atomically
     from trainer.checkpoint import default_checkpoint, load_checkpoint
     from trainer.data import DataError, load_dataset_crops
     from trainer.devices import pick_device
@@ -213,12 +224,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if not 0 <= args.second_look <= 1:
         raise ConfigError(f"--second-look {args.second_look} must lie between 0 and 1")
+    if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError(f"--batch-size {args.batch_size} must be 1 to {MAX_BATCH_SIZE:,} crops")
     from karyo_gui.core.annotations import is_annotated_folder
 
     if is_annotated_folder(args.data):
-        raise DataError(
-            f"{args.data} holds annotated metaphases (images/ + annotations/): measure finder "
-            "and classifier together with `karyo evaluate`, which runs the app's own pipeline"
+        print(
+            f"{args.data} holds annotated metaphases: measuring the classifier on the crops cut "
+            "from the annotated boxes (`karyo evaluate` measures finder and classifier together)"
         )
     device = pick_device(args.device)
     net, header = load_checkpoint(args.checkpoint or default_checkpoint(), device)
@@ -248,7 +261,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         ]
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_finite(metrics), indent=1), encoding="utf-8")
+    write_atomically(out, json.dumps(_finite(metrics), indent=1))
     print(per_type_table(metrics))
     print(
         f"{metrics['n_crops']} crops of {metrics['n_cells']} cells: "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -24,6 +25,38 @@ SECOND_LOOK_MARGIN = 0.5
 
 # a bend is measured in chromosome widths; a chromosome folded in two is about 5
 MAX_BEND = 10.0
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 16, 1024  # pixels of the model's input canvas
+MAX_THREADS = 1024
+MAX_BATCH_SIZE = 65_536  # crops per forward pass at evaluation
+MAX_KWARG = 4096  # largest whole number a model argument may hold (embed_dim, depth, ...)
+# model arguments that would make timm fetch or read files (checkpoint_path goes through
+# torch.load) or build something other than a plain network
+FORBIDDEN_KWARGS = frozenset({
+    "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir",
+    "pretrained_strict", "features_only", "scriptable", "exportable", "no_jit",
+})
+
+# (lowest, highest, lowest allowed itself?) of each number option; every one must also be
+# finite: --lr inf or nan reached the optimiser and wrote a model of non-finite weights
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "lr": (0.0, 1.0, False),
+    "weight_decay": (0.0, 1.0, True),
+    "temperature": (0.0, 10.0, False),
+    "max_logit_scale": (1.0, 1e4, True),
+    "focal_gamma": (0.0, 10.0, True),
+    "lambda_con": (0.0, 1e3, True),
+    "lambda_cls": (0.0, 1e3, True),
+    "warmup_epochs": (0.0, 1e6, True),
+    "min_lr_ratio": (0.0, 1.0, True),
+    "grad_clip": (0.0, 1e6, True),
+    "rotate_degrees": (0.0, 180.0, True),
+    "hflip": (0.0, 1.0, True),
+    "vflip": (0.0, 1.0, True),
+    "scale_jitter": (0.0, 1.0, True),
+    "shift": (0.0, 0.5, True),
+    "contrast": (0.0, 1.0, True),
+    "gamma_jitter": (0.0, 1.0, True),
+}
 
 
 class ConfigError(Exception):
@@ -32,7 +65,7 @@ class ConfigError(Exception):
 
 def check_straighten_bend(value: float | None) -> None:
     """Refuse a ``--straighten-bend`` outside 0 (never) .. ``MAX_BEND``; None means unset."""
-    if value is not None and not 0 <= value <= MAX_BEND:
+    if value is not None and not (type(value) in (int, float) and 0 <= value <= MAX_BEND):
         raise ConfigError(
             f"--straighten-bend must lie between 0 (never straighten) and {MAX_BEND:g} "
             "chromosome widths, e.g. 0.5"
@@ -100,25 +133,43 @@ class TrainConfig:
     save_every_rank: bool = False  # multi-process check: every rank writes its weights
 
     def check(self) -> None:
-        """Refuse values that cannot work, naming the option."""
-        problems = []
+        """Refuse values that cannot work, naming the option (one line for all of them)."""
+        problems = _type_problems(self)
+        if problems:  # the range checks below would meet text where numbers belong
+            raise ConfigError("; ".join(problems))
         positive = ("epochs", "crops_per_class", "embedding_dim", "log_every", "eval_batch_size")
         problems += [
             f"--{n.replace('_', '-')} must be at least 1" for n in positive if getattr(self, n) < 1
         ]
-        if self.input_height < 16 or self.input_width < 16:
-            problems.append("--input-height and --input-width must be at least 16 pixels")
-        if self.lr <= 0:
-            problems.append("--lr must be positive")
+        for name, (low, high, closed) in RANGES.items():
+            value = getattr(self, name)
+            if not (math.isfinite(value) and (low <= value if closed else low < value)
+                    and value <= high):
+                bound = f"[{low:g}, {high:g}]" if closed else f"({low:g}, {high:g}]"
+                problems.append(f"{_option(name)} {value!r} must be a number in {bound}")
+        sides = (self.input_height, self.input_width)
+        if not all(MIN_INPUT_SIDE <= side <= MAX_INPUT_SIDE for side in sides):
+            problems.append(f"--input-height and --input-width must be {MIN_INPUT_SIDE} to "
+                            f"{MAX_INPUT_SIDE} pixels")
+        if self.eval_batch_size > MAX_BATCH_SIZE:
+            problems.append(f"--eval-batch-size must be at most {MAX_BATCH_SIZE:,}")
+        if not 0 <= self.threads <= MAX_THREADS:
+            problems.append(f"--threads {self.threads} must be 0 (torch's default) to "
+                            f"{MAX_THREADS}")
+        kwargs_problem = model_kwargs_problem(self.model_kwargs)
+        if kwargs_problem:
+            problems.append(f"--model-kwargs: {kwargs_problem}")
+        if self.ce_warmup_epochs < 0:
+            problems.append("--ce-warmup-epochs cannot be negative")
         if self.lambda_con < 0 or self.lambda_cls < 0 or self.lambda_con + self.lambda_cls == 0:
             problems.append("--lambda-con and --lambda-cls must be >= 0 and not both 0")
         if self.optimizer not in ("adam", "adamw"):
             problems.append(f"--optimizer {self.optimizer!r}: use adam or adamw")
-        if not 0 <= self.val_fraction < 1:
+        if not (math.isfinite(self.val_fraction) and 0 <= self.val_fraction < 1):
             problems.append("--val-fraction must be in [0, 1)")
-        if not 0 <= self.ema_decay < 1:
+        if not (math.isfinite(self.ema_decay) and 0 <= self.ema_decay < 1):
             problems.append("--ema-decay must be in [0, 1) (0: no moving average)")
-        if not 0 <= self.bend < 0.5:
+        if not (math.isfinite(self.bend) and 0 <= self.bend < 0.5):
             problems.append("--bend must be in [0, 0.5) (a fraction of the canvas width)")
         try:
             check_straighten_bend(self.straighten_bend)
@@ -133,8 +184,65 @@ class TrainConfig:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
 
 
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not text)."""
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def model_kwargs_problem(kwargs: Any) -> str | None:
+    """What is wrong with model arguments (for timm), in words, or None: plain values only,
+    none that makes timm read or fetch files, no number larger than MAX_KWARG."""
+    if not isinstance(kwargs, dict):
+        return "model_kwargs is not an object"
+    for key, value in kwargs.items():
+        if key in FORBIDDEN_KWARGS:
+            return f"the model argument {key!r} is not allowed in a model file"
+        values = value if isinstance(value, list) and len(value) <= 16 else [value]
+        for item in values:
+            if not (item is None or isinstance(item, (bool, str)) or is_number(item)):
+                return f"the model argument {key}={value!r} is not a plain value"
+            if is_number(item) and abs(item) > MAX_KWARG:
+                return f"the model argument {key}={item!r} is larger than a crop model needs"
+    return None
+
+
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _type_problems(config: TrainConfig) -> list[str]:
+    """Options of the wrong type (a YAML file can hold text where a number belongs)."""
+    hints = get_type_hints(TrainConfig)
+    problems = []
+    for item in dataclasses.fields(TrainConfig):
+        value, hint = getattr(config, item.name), hints[item.name]
+        if hint is bool:
+            ok = isinstance(value, bool)
+        elif hint is int:
+            ok = type(value) is int
+        elif hint is float:
+            ok = type(value) in (int, float)
+        elif hint == float | None:
+            ok = value is None or type(value) in (int, float)
+        elif hint is str:
+            ok = isinstance(value, str)
+        elif hint == str | None:
+            ok = value is None or isinstance(value, str)
+        elif hint == list[str]:
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        elif hint == dict[str, Any]:
+            ok = isinstance(value, dict)
+        else:
+            ok = True
+        if not ok:
+            problems.append(f"{_option(item.name)} {value!r} is not {_described(hint)}")
+    return problems
+
+
+def _described(hint: Any) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(
+        hint, "a number or unset" if hint == float | None else f"of type {hint}"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

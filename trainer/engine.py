@@ -65,6 +65,26 @@ class TrainingInterrupted(Exception):
     pass
 
 
+class TrainingDiverged(Exception):
+    """The loss (or the weights) became non-finite: the run stops at once, and nothing of
+    it is written after that step (models saved at earlier epochs stay as they were)."""
+
+    def __init__(self, step: int, what: str) -> None:
+        self.step = step
+        super().__init__(
+            f"training diverged at step {step} ({what}); nothing was written after it, the "
+            "models of earlier epochs are kept; try a lower --lr or a --grad-clip"
+        )
+
+
+def _weights_finite(net: torch.nn.Module) -> bool:
+    """True when every float parameter and buffer is finite (one device sync)."""
+    tensors = [t for t in net.state_dict().values() if t.is_floating_point()]
+    if not tensors:
+        return True
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
 def load_training_data(
     config: TrainConfig, preprocessing: Preprocessing
 ) -> tuple[CropSet, CropSet]:
@@ -365,6 +385,7 @@ class TrainingRun:
                 self.ema.update(self.net, step)  # step 1 copies the weights, then averages
             self.seen += len(x)
             values = {k: float(v) for k, v in terms.items()}
+            self._check_finite(step, values["total"])
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value
             last = step_in_epoch == self.steps_per_epoch - 1
@@ -373,6 +394,23 @@ class TrainingRun:
         record = {"epoch": epoch + 1, "seconds": time.monotonic() - epoch_started}
         record.update({f"loss_{k}": v / self.steps_per_epoch for k, v in sums.items()})
         return record
+
+    def _check_finite(self, step: int, loss: float) -> None:
+        """Stop at the first non-finite loss (every rank at the same step: one all-reduce)."""
+        diverged = not math.isfinite(loss)
+        if self.world > 1:
+            flag = torch.tensor([float(diverged)], device=self.device)
+            dist.all_reduce(flag)
+            diverged = bool(flag.item() > 0)
+        if diverged:
+            self._diverged(step, f"the loss became {loss}" if not math.isfinite(loss)
+                           else "the loss became non-finite on another process")
+
+    def _diverged(self, step: int, what: str) -> None:
+        error = TrainingDiverged(step, what)
+        if self.lead:
+            self.events.emit("diverged", step=step, message=str(error))
+        raise error
 
     def _report_step(self, epoch: int, step: int, values: dict[str, float]) -> None:
         elapsed = time.monotonic() - self.started
@@ -396,6 +434,15 @@ class TrainingRun:
             # rank 0's are the ones saved, so every rank takes them
             for buffer in self.net.buffers():
                 dist.broadcast(buffer, 0)
+        # the last step's update may itself have made the weights non-finite (its loss was
+        # finite): they must not reach last/best.safetensors or the resume state
+        broken = not all(_weights_finite(net) for net in self._candidates().values())
+        if self.world > 1:
+            flag = torch.tensor([float(broken)], device=self.device)
+            dist.all_reduce(flag)
+            broken = bool(flag.item() > 0)
+        if broken:
+            self._diverged((epoch + 1) * self.steps_per_epoch, "the weights became non-finite")
         if self.lead:
             self._validate_and_save(epoch, record)
             self.events.emit("epoch", **record)

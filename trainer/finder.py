@@ -16,10 +16,8 @@ data it was trained on and its metrics. Nothing is unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,12 +28,13 @@ import timm
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from karyo_gui import __version__
 from karyo_gui.core.metaphase import downscaled, estimate_chromosome_width, flatten_background
 from karyo_gui.core.privacy import without_private_paths
+from trainer.checkpoint import weights_id, write_model_file
 
 FORMAT = "karyo-finder"
 FORMAT_VERSION = 1
@@ -258,14 +257,6 @@ def detect(
 # ---------------------------------------------------------------- the model file
 
 
-def weights_id(state: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        digest.update(name.encode())
-        digest.update(state[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()[:12]
-
-
 def save_finder(
     path: str | os.PathLike, net: FinderNet, header: FinderHeader, dtype: torch.dtype | None = None
 ) -> Path:
@@ -278,19 +269,11 @@ def save_finder(
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         state[name] = tensor.contiguous()
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise FinderError(f"{path.name}: not written: non-finite weights in {name}")
     header.model_id = weights_id(state)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(state, temporary, metadata={HEADER_KEY: header.to_json()})
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_model_file(path, state, header.to_json())
 
 
 def default_finder() -> Path:

@@ -100,7 +100,8 @@ def save_case(case: Case, path: str | os.PathLike) -> None:
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "written_by": f"karyo {__version__}",
-        "case": _case_to_dict(case, path.parent.resolve()),
+        # crops are relative to where the file really is (a symlinked case file included)
+        "case": _case_to_dict(case, _folder_of(path)),
     }
     # compact: the C encoder (indent falls back to the pure-Python one, 4x slower: a 200-cell
     # case took 0.5 s per autosave)
@@ -110,17 +111,53 @@ def save_case(case: Case, path: str | os.PathLike) -> None:
 STALE_TEMPORARY_SECONDS = 60.0  # a save takes milliseconds; older temporaries are orphans
 
 
-def write_atomically(path: Path, text: str, errors: str = "strict") -> None:
+class SaveTargetError(OSError):
+    """A path karyo will not write to (a folder, a device, a pipe; a folder that does not
+    exist); ``str()`` names the path and the reason in one line."""
+
+
+def writable_target(path: str | os.PathLike) -> Path:
+    """The regular file a save to ``path`` replaces: symlinks are followed, so a case file
+    linked into a shared folder receives the edit (the link stays a link). Refused, one
+    line: an existing target that is not a regular file (``/dev/null``, a FIFO, a folder:
+    renaming over it would turn a device node into a file, and opening a FIFO would hang),
+    a symlink loop, or a target whose folder does not exist."""
+    shown = display_path(path)
+    target = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:  # a symlink loop, a path through a file, permissions
+        raise SaveTargetError(f"{shown}: cannot write here ({error.strerror or error})"
+                              ) from None
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+        raise SaveTargetError(f"{shown}: is {kind}, not a regular file; karyo saves only to "
+                              "files")
+    if not target.parent.is_dir():
+        raise SaveTargetError(f"{shown}: cannot write here: the folder "
+                              f"{display_path(target.parent)} does not exist")
+    return target
+
+
+def write_atomically(path: str | os.PathLike, text: str | bytes, errors: str = "strict"
+                     ) -> None:
     """Replace ``path`` with ``text`` so that readers only ever see the old or new file.
 
+    A symlink is written through (its target is replaced, the link kept); a path that is
+    not a regular file is refused with :class:`SaveTargetError` (see ``writable_target``).
     A process killed mid-save leaves its temporary file behind (never the target half
     written); the next save of the same file removes such orphans. The file keeps the
     permissions it had (a case folder shared by a lab stays readable to colleagues); a new
-    one gets those the user's umask gives.
+    one gets those the user's umask gives. ``bytes`` are written as they are.
     """
+    path = writable_target(path)
     mode = _permissions_for(path)
+    binary = isinstance(text, bytes)
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed below, before the rename)
-        "w", encoding="utf-8", errors=errors, dir=path.parent, prefix=f".{path.name}.",
+        "wb" if binary else "w", encoding=None if binary else "utf-8",
+        errors=None if binary else errors, dir=path.parent, prefix=f".{path.name}.",
         suffix=".tmp", delete=False,
     )
     try:
@@ -177,11 +214,58 @@ def remove_orphan_temporaries(path: Path, older_than: float = STALE_TEMPORARY_SE
     return removed
 
 
+MAX_NUMBER_DIGITS = 30  # no number karyo writes comes near; 5,000 digits is an attack
+
+
+def _folder_of(path: Path) -> Path:
+    """The folder a case file's relative crop paths start from: that of the file itself,
+    after symlinks (a case file linked elsewhere refers to the crops beside the real one)."""
+    return Path(os.path.realpath(path)).parent
+
+
+def _whole_number(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise ValueError(f"a number of {len(text.lstrip('-')):,} digits")
+    return int(text)
+
+
+def _finite_number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a case file holds")
+
+
+def _parse(text: str, shown: str) -> Any:
+    """The JSON of a case file; anything the parser cannot or must not read (NaN, Infinity,
+    numbers of thousands of digits, nesting deeper than the interpreter allows) is a
+    CaseFileError naming the file."""
+    try:
+        return json.loads(text, parse_int=_whole_number, parse_float=_finite_number,
+                          parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise CaseFileError(
+            f"{shown}: the case file is broken (truncated or edited?): "
+            f"{error.msg} at line {error.lineno}, column {error.colno}"
+        ) from None
+    except RecursionError:
+        raise CaseFileError(f"{shown}: the case file is damaged (nested too deeply)") from None
+    except ValueError as error:  # from the hooks above
+        raise CaseFileError(f"{shown}: the case file is damaged or hand-edited: {error}"
+                            ) from None
+
+
 def load_case(path: str | os.PathLike) -> Case:
     """Read a case file; the crops are re-read from their files and checked by hash.
 
     A crop whose file is gone or changed keeps its labels and is flagged (image_missing,
-    image_changed), with the reason in ``Cell.problems``.
+    image_changed), with the reason in ``Cell.problems``. Chromosomes that share an id
+    with an earlier one of their cell are renamed (``c001 (2)``) and named there too.
+    Any JSON of the wrong shape is a CaseFileError naming the file.
     """
     path = Path(path)
     shown = display_path(path)
@@ -195,19 +279,13 @@ def load_case(path: str | os.PathLike) -> Case:
         raise CaseFileError(f"{shown}: not a karyo case file (not UTF-8 text)") from None
     except OSError as error:
         raise CaseFileError(f"{shown}: cannot read ({error.strerror})") from None
+    document = _upgrade(_parse(text, shown), shown)
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CaseFileError(
-            f"{shown}: the case file is broken (truncated or edited?): "
-            f"{error.msg} at line {error.lineno}, column {error.colno}"
-        ) from None
-    except RecursionError:
-        raise CaseFileError(f"{shown}: the case file is damaged (nested too deeply)") from None
-    document = _upgrade(document, shown)
-    try:
-        return _case_from_dict(document["case"], path.parent.resolve())
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
+        if not isinstance(document.get("case"), dict):
+            raise TypeError("'case' must be an object")
+        return _case_from_dict(document["case"], _folder_of(path))
+    except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError,
+            RecursionError) as error:
         raise CaseFileError(
             f"{shown}: the case file is damaged or hand-edited: {type(error).__name__}: {error}"
         ) from None
@@ -217,7 +295,7 @@ def _upgrade(document: Any, shown: str) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise CaseFileError(f"{shown}: not a karyo case file")
     version = document.get("schema_version")
-    if not isinstance(version, int) or version < 1:
+    if type(version) is not int or version < 1:
         raise CaseFileError(f"{shown}: the case file has no valid schema_version")
     if version > SCHEMA_VERSION:
         raise CaseFileError(
@@ -243,7 +321,7 @@ def _label(chromosome_type: ChromosomeType | None) -> str | None:
 
 
 def _parse_label(text: str | None) -> ChromosomeType | None:
-    return None if text is None else ChromosomeType.from_name(text)
+    return None if text is None else ChromosomeType.from_name(_text(text, "label"))
 
 
 def _case_to_dict(case: Case, base: Path) -> dict[str, Any]:
@@ -348,38 +426,58 @@ def _portable_path(path: str | None, base: Path) -> str | None:
         return str(absolute)
 
 
+def _kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "a list", str: "text", bool: "true or false"}
+    return "null" if value is None else kinds.get(type(value), "a number")
+
+
+def _text(value: Any, name: str, optional: bool = False) -> str | None:
+    """``value`` when it is text (or null, when ``optional``); a TypeError naming the key
+    otherwise: a hand-edited number or list must not become an id or a path."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        null = " or null" if optional else ""
+        raise TypeError(f"{name!r} must be text{null}, not {_kind(value)}")
+    return value
+
+
+def _of_kind(value: Any, kind: type, name: str) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be {_kind(kind())}, not {_kind(value)}")
+    return value
+
+
 def _case_from_dict(data: dict[str, Any], base: Path) -> Case:
-    if not isinstance(data["cells"], list):
-        raise TypeError("'cells' must be a list")
+    cells = _of_kind(data["cells"], list, "'cells'")
     return Case(
-        case_id=str(data["case_id"]),
-        cells=[_cell_from_dict(cell, base) for cell in data["cells"]],
-        created=datetime.fromisoformat(data["created"]),
-        notes=str(data.get("notes", "")),
+        case_id=_text(data["case_id"], "case_id"),
+        cells=[_cell_from_dict(_of_kind(cell, dict, "each cell"), base) for cell in cells],
+        created=datetime.fromisoformat(_text(data["created"], "created")),
+        notes=_text(data.get("notes", ""), "notes"),
+    )
+
+
+def _correction(entry: Any) -> Correction:
+    entry = _of_kind(entry, dict, "each audit entry")
+    return Correction(
+        chromosome_id=_text(entry["chromosome"], "chromosome"),
+        action=_text(entry["action"], "action"),
+        before=_text(entry["from"], "from"),
+        after=_text(entry["to"], "to"),
+        by=_text(entry["by"], "by"),
+        at=datetime.fromisoformat(_text(entry["at"], "at")),
     )
 
 
 def _cell_from_dict(data: dict[str, Any], base: Path) -> Cell:
-    finder_id = data.get("finder_id")
-    if finder_id is not None and not isinstance(finder_id, str):
-        raise TypeError("'finder_id' must be text or null")
     cell = Cell(
-        name=str(data["name"]),
-        source=_absolute_path(data.get("source"), base),
-        status=CellStatus(data["status"]),
-        model_id=data.get("model_id"),
-        finder_id=finder_id,
-        audit=[
-            Correction(
-                chromosome_id=str(entry["chromosome"]),
-                action=str(entry["action"]),
-                before=str(entry["from"]),
-                after=str(entry["to"]),
-                by=str(entry["by"]),
-                at=datetime.fromisoformat(entry["at"]),
-            )
-            for entry in data["audit"]
-        ],
+        name=_text(data["name"], "name"),
+        source=_absolute_path(_text(data.get("source"), "source", optional=True), base),
+        status=CellStatus(_text(data["status"], "status")),
+        model_id=_text(data.get("model_id"), "model_id", optional=True),
+        finder_id=_text(data.get("finder_id"), "finder_id", optional=True),
+        audit=[_correction(entry) for entry in _of_kind(data["audit"], list, "'audit'")],
     )
     state, saved_size = "none", None
     if data.get("metaphase") is not None:
@@ -387,8 +485,8 @@ def _cell_from_dict(data: dict[str, Any], base: Path) -> Cell:
                                                      cell.problems)
         saved_size = (data["metaphase"]["width"], data["metaphase"]["height"])
     outside = 0
-    for chromosome_data in data["chromosomes"]:
-        chromosome = _chromosome_from_dict(chromosome_data, base)
+    for chromosome_data in _of_kind(data["chromosomes"], list, "'chromosomes'"):
+        chromosome = _chromosome_from_dict(_of_kind(chromosome_data, dict, "each chromosome"), base)
         chromosome.region = _region_from_dict(chromosome_data, chromosome.id, saved_size,
                                               cell.problems)
         if chromosome.region is None:
@@ -410,7 +508,36 @@ def _cell_from_dict(data: dict[str, Any], base: Path) -> Cell:
             f"cell {cell.name}: {outside} chromosome(s) lie outside the metaphase image as it "
             "is now; they keep their labels but cannot be shown"
         )
+    _rename_duplicates(cell)
     return cell
+
+
+def _rename_duplicates(cell: Cell) -> None:
+    """Give every chromosome of the cell its own id: the karyogram, the edits and the audit
+    trail find a chromosome by its id, so a second "c001" (a hand-edited or merged file)
+    would hide a crop and let edits hit the wrong one. The first keeps the id; later ones
+    become "c001 (2)", "c001 (3)", ..., each named in the cell's problems."""
+    taken = {chromosome.id for chromosome in cell.chromosomes}
+    seen: set[str] = set()
+    renamed = []
+    for chromosome in cell.chromosomes:
+        if chromosome.id not in seen:
+            seen.add(chromosome.id)
+            continue
+        number = 2
+        while f"{chromosome.id} ({number})" in taken:
+            number += 1
+        new_id = f"{chromosome.id} ({number})"
+        renamed.append(f"{chromosome.id} -> {new_id}")
+        chromosome.id = new_id
+        taken.add(new_id)
+        seen.add(new_id)
+    if renamed:
+        cell.problems.append(
+            f"cell {cell.name}: {len(renamed)} chromosome(s) had the id of another one and "
+            f"were renamed ({', '.join(renamed[:5])}{', ...' if len(renamed) > 5 else ''}); "
+            "the audit trail's entries for that id are the first one's"
+        )
 
 
 def _fits(region: Region, metaphase: MetaphaseImage) -> bool:
@@ -546,18 +673,26 @@ def _checked_region(stored: Any, width: int, height: int) -> Region:
 
 def _chromosome_from_dict(data: dict[str, Any], base: Path) -> Chromosome:
     manual = data.get("manual")
+    if manual is not None:
+        manual = _of_kind(manual, dict, "'manual'")
     probabilities = data.get("probabilities")
-    orientation = data.get("orientation") or {}
+    orientation = _of_kind(data.get("orientation") or {}, dict, "'orientation'")
+    rotation, flipped = orientation.get("rotation", 0), orientation.get("flipped", False)
+    if type(rotation) is not int:
+        raise TypeError(f"'rotation' must be a whole number of degrees, not {_kind(rotation)}")
+    if not isinstance(flipped, bool):
+        raise TypeError(f"'flipped' must be true or false, not {_kind(flipped)}")
     found_score = data.get("found_score")
     if found_score is not None and (
         type(found_score) not in (int, float) or not math.isfinite(found_score)
     ):
         raise ValueError("'found_score' must be a number or null")
+    flags = _of_kind(data.get("flags", []), list, "'flags'")
     return Chromosome(
-        id=str(data["id"]),
+        id=_text(data["id"], "id"),
         image=None,
-        source_path=_absolute_path(data.get("source_path"), base),
-        content_hash=data.get("content_hash"),
+        source_path=_absolute_path(_text(data.get("source_path"), "source_path", True), base),
+        content_hash=_text(data.get("content_hash"), "content_hash", optional=True),
         given=_parse_label(data.get("given")),
         predicted=_parse_label(data.get("predicted")),
         probabilities=None if probabilities is None else _probabilities(probabilities),
@@ -565,20 +700,20 @@ def _chromosome_from_dict(data: dict[str, Any], base: Path) -> Chromosome:
         manual=None
         if manual is None
         else ManualLabel(
-            label=ChromosomeType.from_name(manual["label"]),
-            by=str(manual["by"]),
-            at=datetime.fromisoformat(manual["at"]),
+            label=ChromosomeType.from_name(_text(manual["label"], "label")),
+            by=_text(manual["by"], "by"),
+            at=datetime.fromisoformat(_text(manual["at"], "at")),
         ),
-        orientation=Orientation(
-            int(orientation.get("rotation", 0)), bool(orientation.get("flipped", False))
-        ),
-        flags={Flag(flag) for flag in data.get("flags", [])}
+        orientation=Orientation(rotation, flipped),
+        flags={Flag(_text(flag, "flags")) for flag in flags}
         - {Flag.IMAGE_MISSING, Flag.IMAGE_CHANGED},  # re-checked below, on this machine
         found_score=None if found_score is None else float(found_score),
     )
 
 
 def _probabilities(values: list[float]) -> np.ndarray:
+    if not isinstance(values, list) or not all(type(v) in (int, float) for v in values):
+        raise ValueError("probabilities must be 24 finite numbers")
     array = np.asarray(values, dtype=np.float32)
     if array.shape != (24,) or not np.all(np.isfinite(array)):
         raise ValueError("probabilities must be 24 finite numbers")

@@ -4,6 +4,11 @@ Crops arrive as png, tif/tiff (LZW, 16-bit, grey+alpha), bmp or jpg. Whatever th
 the result is a 2-D uint8 array with dark bands on a light background; transparent
 pixels become background (white). Every failure raises CropReadError naming the file and
 the reason in words a user can act on.
+
+Pillow reads them; an uncompressed TIFF it calls truncated (some export tools write a strip
+table that disagrees with itself: StripByteCounts and RowsPerStrip naming one strip while
+StripOffsets lists several, ASCII tags without their NUL) is read again by libtiff, through
+OpenCV, which recovers such files, before it is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import re
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -75,12 +81,14 @@ def _read_bytes(path: str | os.PathLike) -> bytes:
 
 
 def decode_crop(data: bytes, path: str | os.PathLike = "<memory>") -> np.ndarray:
+    checked = None  # the image once Pillow has read its header and its size is fine
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             _check_size(path, width, height)
+            checked = image
             image.load()
     except CropReadError:
         raise
@@ -98,8 +106,63 @@ def decode_crop(data: bytes, path: str | os.PathLike = "<memory>") -> np.ndarray
     except (OSError, ValueError, SyntaxError, EOFError, TypeError, OverflowError) as error:
         # TypeError: Pillow meets a tag of the wrong type in a damaged TIFF (a float offset);
         # OverflowError: a damaged 64-bit offset too large for Pillow even to seek to
+        recovered = None if checked is None else _tiff_by_libtiff(data, checked)
+        if recovered is not None:
+            return recovered
         raise CropReadError(path, f"corrupt or truncated image ({error})") from None
     return _to_grey8(image, path)
+
+
+def _tiff_by_libtiff(data: bytes, image: Image.Image) -> np.ndarray | None:
+    """An uncompressed TIFF that Pillow could not load, as libtiff (OpenCV's TIFF reader)
+    reads it, or None. Only when Pillow has read the header and its size passed the size
+    check, the pixel data is all in the file (a really truncated file stays refused: for
+    those libtiff would fill the missing rows in silently), and libtiff yields that size."""
+    try:
+        if image.format != "TIFF" or image.info.get("compression") != "raw":
+            return None
+        width, height = image.size
+        offsets = image.tag_v2.get(273) or (0,)  # StripOffsets
+        bits = image.tag_v2.get(258) or (1,)  # BitsPerSample, one per sample
+        bits = (bits,) if isinstance(bits, int) else tuple(bits)
+        needed = height * ((width * sum(int(b) for b in bits) + 7) // 8)
+        if int(min(offsets)) + needed > len(data):
+            return None
+    except (TypeError, ValueError, AttributeError):  # a tag of the wrong type
+        return None
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # libtiff's warnings
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if pixels is None or pixels.shape[:2] != (height, width):
+        return None
+    return _grey_from_opencv(pixels)
+
+
+def _grey_from_opencv(pixels: np.ndarray) -> np.ndarray:
+    """An OpenCV image (grey, BGR or BGRA; 8 or 16 bit or float) as the 2-D uint8 crop,
+    transparent pixels white, as ``_to_grey8`` makes Pillow's."""
+    alpha = None
+    if pixels.ndim == 3:
+        if pixels.shape[2] in (2, 4):
+            alpha, pixels = pixels[..., -1], pixels[..., :-1]
+        if pixels.shape[2] == 3:
+            if pixels.dtype not in (np.uint8, np.uint16, np.float32):
+                pixels = pixels.astype(np.float32)
+            pixels = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGR2GRAY)
+        else:
+            pixels = pixels[..., 0]
+    grey = pixels if pixels.dtype == np.uint8 else _stretch_high_depth(pixels)
+    if alpha is not None:
+        top = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(alpha.dtype, 1.0)
+        weight = np.clip(alpha.astype(np.float32) / top, 0.0, 1.0)
+        grey = grey.astype(np.float32) * weight + 255.0 * (1.0 - weight)
+        grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(grey)
 
 
 def _check_size(path: str | os.PathLike, width: int, height: int) -> None:

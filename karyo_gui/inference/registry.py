@@ -1,12 +1,17 @@
 """The user's models: the shipped one plus trained ones copied into a per-user folder.
 
 Each registered model is one ``.safetensors`` file named ``<name>-<model_id>.safetensors``.
-Only headers are read, never weights; the shipped model in resources/ is listed but never
-written to or deleted.
+A model is listed only when its file passes the checks loading makes (``verify_checkpoint``:
+the weights' id recomputed and equal to the header's, finite float weights that fit the
+architecture), so a file replaced under the same name is named in ``problems``, never
+listed as the model it claims to be. The result is kept per file (size, mtime, inode), so
+listing again costs nothing. The shipped model in resources/ is listed but never written to
+or deleted.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -17,7 +22,13 @@ from pathlib import Path
 
 import platformdirs
 
-from trainer.checkpoint import SHIPPED_MODEL, SUFFIX, CheckpointError, ModelHeader, read_header
+from trainer.checkpoint import (
+    SHIPPED_MODEL,
+    SUFFIX,
+    CheckpointError,
+    ModelHeader,
+    verify_checkpoint,
+)
 
 APP = "karyo"
 _NAME_LENGTH = 60
@@ -42,6 +53,26 @@ def _created(header: ModelHeader) -> datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+_VERIFIED: dict[tuple[str, int, int, int], ModelHeader] = {}
+
+
+def verified_header(path: str | os.PathLike) -> ModelHeader:
+    """The header of a model file that passed ``verify_checkpoint``; CheckpointError if not.
+    A file is checked again whenever its size, modification time or inode changes."""
+    path = Path(path)
+    try:
+        info = path.stat()
+        key = (str(path.resolve()), info.st_size, info.st_mtime_ns, info.st_ino)
+    except OSError:
+        return verify_checkpoint(path)  # names what is wrong with it
+    if key not in _VERIFIED:
+        header = verify_checkpoint(path)
+        if len(_VERIFIED) > 256:
+            _VERIFIED.clear()
+        _VERIFIED[key] = header
+    return copy.deepcopy(_VERIFIED[key])
 
 
 def _safe_name(text: str) -> str:
@@ -100,7 +131,7 @@ class ModelRegistry:
         listed: list[RegisteredModel] = []
         if self.shipped is not None and self.shipped.is_file():
             try:
-                listed.append(RegisteredModel(self.shipped, read_header(self.shipped), True))
+                listed.append(RegisteredModel(self.shipped, verified_header(self.shipped), True))
             except CheckpointError as error:
                 self.problems.append(str(error))
         if not self.folder.is_dir():
@@ -110,7 +141,7 @@ class ModelRegistry:
             if path.name.startswith(".") or not path.is_file() or _same_file(path, self.shipped):
                 continue
             try:
-                found.append(RegisteredModel(path, read_header(path), False))
+                found.append(RegisteredModel(path, verified_header(path), False))
             except CheckpointError as error:
                 self.problems.append(str(error))
         oldest = datetime.min.replace(tzinfo=timezone.utc)
@@ -128,7 +159,7 @@ class ModelRegistry:
         """Copy a trained model file into the folder; an already registered one is returned."""
         source = Path(checkpoint)
         try:
-            header = read_header(source)
+            header = verified_header(source)
         except CheckpointError as error:
             raise RegistryError(f"cannot add {error}") from None
         if not header.model_id:
@@ -151,7 +182,7 @@ class ModelRegistry:
             shutil.copyfile(source, temporary)
             with open(temporary, "rb") as written:
                 os.fsync(written.fileno())
-            copied = read_header(temporary)
+            copied = verify_checkpoint(temporary)
             if copied.model_id != header.model_id:
                 raise RegistryError(f"cannot add {source.name}: the file changed while copying")
             os.replace(temporary, target)
