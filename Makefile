@@ -2,12 +2,13 @@
 #   make run    create .venv if missing, then open the karyo app on the example cell
 #   make test   create .venv if missing, then run ruff, the layer contracts and the test suite
 #   make model  retrain the shipped model from scratch on ../shared/data/gband612
+#   make finder retrain the shipped chromosome finder on ../shared/data/cil24
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.karyo-installed
 
-.PHONY: run test env clean-env model
+.PHONY: run test env clean-env model finder
 
 run: $(STAMP)
 	$(BIN)/karyo
@@ -40,6 +41,23 @@ model: $(STAMP)
 	  --out resources/karyo-default.safetensors --straighten-bend $(STRAIGHTEN_BEND) \
 	  --orientation-cells $(DATA)/splits/train.txt --data $(DATA) \
 	  --metrics val=runs/default-stage7/eval-val.json test=runs/default-stage7/eval-test.json
+
+# the shipped chromosome finder: trained on the cil24 training metaphases plus 150 generated
+# ones, the score threshold chosen on val (best F1), looking at each image mirrored too (chosen
+# on val: +1 point F1), measured on val and test, exported at half
+# size with those figures in its header
+FINDER_DATA ?= ../shared/data/cil24
+finder: $(STAMP)
+	$(BIN)/python -m trainer train-finder --data $(FINDER_DATA) --out runs/finder \
+	  --epochs 10 --generated 150 --val-limit 120
+	$(BIN)/python -m trainer export-finder --checkpoint runs/finder/best.safetensors \
+	  --out runs/finder/half.safetensors --half --name karyo-finder --flip-test on
+	for split in val test; do $(BIN)/python bench/metaphase_finder.py --data $(FINDER_DATA) \
+	  --split $$split --finder runs/finder/half.safetensors --threads 2 \
+	  --json runs/finder/eval-$$split.json || exit 1; done
+	$(BIN)/python -m trainer export-finder --checkpoint runs/finder/half.safetensors --half \
+	  --out resources/karyo-finder.safetensors \
+	  --metrics val=runs/finder/eval-val.json test=runs/finder/eval-test.json
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \

@@ -58,10 +58,10 @@ def test_train_finder_learns_from_annotated_metaphases_and_resumes(annotated, tm
     figures.write_text(json.dumps({"detection_recall": 0.5, "problems": ["x"]}))
     half = tmp_path / "half.safetensors"
     assert trainer_main(["export-finder", "--checkpoint", str(out / "best.safetensors"),
-                         "--out", str(half), "--half", "--threshold", "0.4",
+                         "--out", str(half), "--half", "--threshold", "0.4", "--flip-test", "on",
                          "--metrics", f"test={figures}"]) == 0  # fmt: skip
     net, exported = load_finder(half)
-    assert exported.score_threshold == 0.4
+    assert exported.score_threshold == 0.4 and exported.flip_test
     assert exported.metrics["test"] == {"detection_recall": 0.5}
     assert next(net.parameters()).dtype == torch.float32
     stored = {t.dtype for t in load_file(str(half)).values() if t.is_floating_point()}

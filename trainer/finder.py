@@ -59,6 +59,7 @@ class FinderHeader:
     input_width: float = INPUT_WIDTH
     score_threshold: float = 0.3  # a peak above this is a chromosome
     review_threshold: float = 0.5  # a chromosome found below this is flagged for review
+    flip_test: bool = False  # look at the image mirrored too and average (twice the time)
     name: str = ""
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +97,7 @@ class FinderHeader:
             (_number_in(header.input_width, 2.0, 64.0), "input_width"),
             (_number_in(header.score_threshold, 0.0, 1.0), "score_threshold"),
             (_number_in(header.review_threshold, 0.0, 1.0), "review_threshold"),
+            (isinstance(header.flip_test, bool), "flip_test"),
         )
         for ok, what in checks:
             if not ok:
@@ -238,6 +240,11 @@ def detect(
     prepared = finder_input(grey, header.input_width)
     tensor = torch.from_numpy(prepared.tensor)[None, None].to(device)
     output = net(tensor)
+    if header.flip_test:
+        # and once mirrored: the two heatmaps (and sizes, which a mirror keeps) averaged
+        mirrored = net(torch.flip(tensor, dims=[3]))
+        for key in ("heatmap", "size", "foreground"):
+            output[key] = (output[key] + torch.flip(mirrored[key], dims=[3])) / 2
     limit = header.score_threshold if threshold is None else threshold
     boxes = decode(output, min(limit, header.review_threshold))[0]
     height, width = grey.shape

@@ -48,6 +48,10 @@ def add_export_finder_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--name", help="new name for the header")
     parser.add_argument("--threshold", type=float, help="score above which a peak is a chromosome")
     parser.add_argument(
+        "--flip-test", choices=["on", "off"],
+        help="also look at each image mirrored and average the two (about twice the time)",
+    )  # fmt: skip
+    parser.add_argument(
         "--metrics", nargs="*", default=[], metavar="SPLIT=EVAL.json",
         help="store measured metrics in the header, e.g. test=runs/finder/eval-test.json",
     )  # fmt: skip

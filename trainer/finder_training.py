@@ -490,6 +490,8 @@ def export_finder(args: argparse.Namespace, prog: str) -> int:
         header.score_threshold = args.threshold
     if args.name:
         header.name = args.name
+    if args.flip_test is not None:
+        header.flip_test = args.flip_test == "on"
     for item in args.metrics:
         split, _, path = item.partition("=")
         try:
