@@ -261,19 +261,23 @@ def write_model_file(path: str | os.PathLike, state: dict[str, torch.Tensor], he
 def read_header(path: str | os.PathLike) -> ModelHeader:
     """The header of a model file, without loading its weights."""
     path = Path(path)
+    return ModelHeader.from_json(header_text(path, CheckpointError), path.name)
+
+
+def header_text(path: Path, error_type: type[Exception], what: str = "model file") -> str:
+    """The JSON text under ``karyo`` in a safetensors file's metadata, without loading the
+    weights; ``error_type`` (naming the file) when there is none to read."""
     shown = path.name
     if not path.is_file():
-        raise CheckpointError(f"{path}: model file not found")
+        raise error_type(f"{path}: {what} not found")
     try:
         with safe_open(str(path), framework="pt") as opened:
             metadata = opened.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"{shown}: not a safetensors model file, or damaged ({error})"
-        ) from None
+        raise error_type(f"{shown}: not a safetensors model file, or damaged ({error})") from None
     if HEADER_KEY not in metadata:
-        raise CheckpointError(f"{shown}: safetensors file without a karyo model header")
-    return ModelHeader.from_json(metadata[HEADER_KEY], shown)
+        raise error_type(f"{shown}: safetensors file without a karyo model header")
+    return metadata[HEADER_KEY]
 
 
 def build_model(header: ModelHeader) -> ChromosomeNet:

@@ -34,7 +34,7 @@ from torch import nn
 from karyo_gui import __version__
 from karyo_gui.core.metaphase import downscaled, estimate_chromosome_width, flatten_background
 from karyo_gui.core.privacy import without_private_paths
-from trainer.checkpoint import weights_id, write_model_file
+from trainer.checkpoint import header_text, weights_id, write_model_file
 
 FORMAT = "karyo-finder"
 FORMAT_VERSION = 1
@@ -297,17 +297,8 @@ def default_finder() -> Path:
 
 def read_finder_header(path: str | os.PathLike) -> FinderHeader:
     path = Path(path)
-    shown = path.name
-    if not path.is_file():
-        raise FinderError(f"{path}: finder model file not found")
-    try:
-        with safe_open(str(path), framework="pt") as opened:
-            metadata = opened.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise FinderError(f"{shown}: not a safetensors model file, or damaged ({error})") from None
-    if HEADER_KEY not in metadata:
-        raise FinderError(f"{shown}: safetensors file without a karyo model header")
-    return FinderHeader.from_json(metadata[HEADER_KEY], shown)
+    text = header_text(path, FinderError, "finder model file")
+    return FinderHeader.from_json(text, path.name)
 
 
 def load_finder(

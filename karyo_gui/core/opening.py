@@ -23,6 +23,7 @@ from karyo_gui.core.case_file import CaseFileError, load_case
 from karyo_gui.core.images import is_image_file
 from karyo_gui.core.loaders import (
     CellLoadError,
+    _list_folder,
     class_of_folder,
     display_path,
     is_cell_folder,
@@ -206,16 +207,7 @@ def _is_image_entry(entry: Path) -> bool:
 
 
 def _image_files(folder: Path, problems: list[str]) -> list[Path]:
-    try:
-        entries = sorted(folder.iterdir(), key=lambda entry: natural_key(entry.name))
-    except FileNotFoundError:
-        raise CellLoadError(f"{display_path(folder)}: folder not found") from None
-    except NotADirectoryError:
-        raise CellLoadError(f"{display_path(folder)}: not a folder") from None
-    except PermissionError:
-        raise CellLoadError(f"{display_path(folder)}: permission denied") from None
-    except OSError as error:
-        raise CellLoadError(f"{display_path(folder)}: cannot list ({error.strerror})") from None
+    entries = sorted(_list_folder(folder), key=lambda entry: natural_key(entry.name))
     images = []
     for entry in entries:
         if entry.name.startswith(".") or entry.name.lower() in _IGNORED_FILES:
