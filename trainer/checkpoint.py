@@ -104,19 +104,9 @@ class ModelHeader:
 
     @classmethod
     def from_json(cls, text: str, shown: str) -> ModelHeader:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise CheckpointError(f"{shown}: model header is not valid JSON ({error})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise CheckpointError(f"{shown}: not a karyo model file")
-        version = data.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise CheckpointError(
-                f"{shown}: model format version {version} is newer than this karyo "
-                f"understands ({FORMAT_VERSION}); update karyo"
-            )
-        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        known = header_fields(
+            text, shown, cls, (FORMAT, FORMAT_VERSION), CheckpointError, "model", "karyo model file"
+        )
         try:
             header = cls(**known)
         except TypeError as error:
@@ -125,6 +115,34 @@ class ModelHeader:
         if problem:
             raise CheckpointError(f"{shown}: {problem}")
         return header
+
+
+def header_fields(
+    text: str,
+    shown: str,
+    header_type: type,
+    format_and_version: tuple[str, int],
+    error_type: type[Exception],
+    what: str,
+    kind: str,
+) -> dict[str, Any]:
+    """The fields of ``header_type`` found in a model file's JSON header, after checking that
+    it is JSON, of the right format and not of a newer version than this karyo reads; the
+    classifier's and the finder's headers alike. ``error_type`` names the file otherwise."""
+    expected_format, newest = format_and_version
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise error_type(f"{shown}: {what} header is not valid JSON ({error})") from None
+    if not isinstance(data, dict) or data.get("format") != expected_format:
+        raise error_type(f"{shown}: not a {kind}")
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > newest:
+        raise error_type(
+            f"{shown}: {what} format version {version} is newer than this karyo "
+            f"understands ({newest}); update karyo"
+        )
+    return {name: data[name] for name in header_type.__dataclass_fields__ if name in data}
 
 
 def _header_problem(header: ModelHeader) -> str | None:

@@ -34,7 +34,7 @@ from torch import nn
 from karyo_gui import __version__
 from karyo_gui.core.metaphase import downscaled, estimate_chromosome_width, flatten_background
 from karyo_gui.core.privacy import without_private_paths
-from trainer.checkpoint import header_text, weights_id, write_model_file
+from trainer.checkpoint import header_fields, header_text, weights_id, write_model_file
 
 FORMAT = "karyo-finder"
 FORMAT_VERSION = 1
@@ -77,19 +77,10 @@ class FinderHeader:
 
     @classmethod
     def from_json(cls, text: str, shown: str) -> FinderHeader:
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as error:
-            raise FinderError(f"{shown}: finder header is not valid JSON ({error})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise FinderError(f"{shown}: not a karyo chromosome-finder model file")
-        version = data.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise FinderError(
-                f"{shown}: finder format version {version} is newer than this karyo "
-                f"understands ({FORMAT_VERSION}); update karyo"
-            )
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known = header_fields(
+            text, shown, cls, (FORMAT, FORMAT_VERSION), FinderError, "finder",
+            "karyo chromosome-finder model file",
+        )  # fmt: skip
         header = cls(**known)
         checks = (
             (isinstance(header.arch, str) and timm.is_model(header.arch), "architecture"),
