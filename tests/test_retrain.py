@@ -1,6 +1,9 @@
 """Retraining from the app, for real: a tiny model fine-tuned on generated corrected cells
 through the dialog, in a trainer process of its own; a killed run loses nothing."""
 
+import json
+
+import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
@@ -10,9 +13,17 @@ from karyo_gui.core.labels import ChromosomeType as T
 from karyo_gui.core.synthetic import generate_cell
 from karyo_gui.inference.registry import ModelRegistry
 from karyo_gui.qt.main_window import MainWindow
-from karyo_gui.qt.retrain import RetrainPlan, reviewed_case_files
+from karyo_gui.qt.retrain import RetrainPlan, comparison_text, reviewed_case_files
 from trainer.checkpoint import read_header
 from trainer.cli import main as trainer
+from trainer.finetune import (
+    LAB_WEIGHT,
+    MAX_STEPS,
+    MIN_STEPS,
+    estimate_seconds,
+    paired_difference,
+    recipe_for,
+)  # fmt: skip
 
 TINY = ["--arch", "resnet10t", "--embedding-dim", "32", "--input-height", "64",
         "--input-width", "32", "--threads", "2"]  # fmt: skip
@@ -159,3 +170,79 @@ def test_the_plan_is_the_trainers_command_line(tmp_path):
     assert command[command.index("--init-checkpoint") + 1] == str(tmp_path / "m.safetensors")
     assert command[command.index("--train-cells") + 1] == str(data / "splits" / "train.txt")
     assert "--events" in command and "jsonl" in command
+
+
+def test_a_run_with_replay_draws_the_lab_as_often_as_the_base_and_says_how_sure_it_is(
+    tmp_path, tiny_model, lab_case
+):
+    from dataclasses import replace
+
+    from karyo_gui.core.loaders import write_cell
+
+    base = tmp_path / "base lab"  # a name that needs quoting in the --mix mapping
+    names = []
+    for k, karyotype in enumerate(["46,XY", "46,XX", "46,XY"]):
+        cell = generate_cell(karyotype, seed=500 + k, name=f"b{k}")
+        write_cell(cell, base / "cells" / cell.name)
+        names.append(cell.name)
+    (base / "splits").mkdir()
+    (base / "splits" / "train.txt").write_text("\n".join(names) + "\n")
+    plan = RetrainPlan(parent=tiny_model, case_files=[str(lab_case)], name="lab",
+                       base_data=str(base), output=tmp_path / "run", device="cpu")
+    plan = replace(plan.for_cells(4), epochs=1, steps_per_epoch=2)
+    command = plan.command()
+    assert trainer([*command[3:], "--threads", "2"]) == 0
+    header = read_header(tmp_path / "run" / "best.safetensors")
+    assert header.config["mix"] == {"case": 1.0, "base lab": 1}
+    assert set(header.training_data["train"]["labs"]) == {"case", "base lab"}
+    comparison = json.loads((tmp_path / "run" / "comparison.json").read_text())
+    gain = comparison["crop_accuracy_gain"]
+    assert gain["n_cells"] == comparison["n_cells"] == 1 and gain["ci95"] is None
+    text = comparison_text(comparison)
+    assert "1 held-out cell (" in text and "hint, not a measurement" in text
+
+
+def test_the_recipe_grows_with_the_cells_and_the_estimate_follows_the_device():
+    few, many = recipe_for(3), recipe_for(20)
+    assert few.steps <= recipe_for(10).steps <= many.steps <= MAX_STEPS
+    assert few.steps >= MIN_STEPS and few.lab_weight == many.lab_weight == LAB_WEIGHT
+    cpu = estimate_seconds(many.steps, 20 + 339, "cpu", threads=2)
+    assert estimate_seconds(many.steps, 20 + 339, "cuda", threads=2) < cpu / 5
+    assert estimate_seconds(many.steps, 20 + 339, "cpu", threads=8) < cpu
+
+
+def test_the_comparison_interval_comes_from_the_cells_and_narrows_with_more_of_them():
+    rng = np.random.default_rng(0)
+
+    def interval(n_cells):
+        cell_of = np.repeat(np.arange(n_cells), 40)
+        parent = rng.random(len(cell_of)) < 0.6
+        new = parent | (rng.random(len(cell_of)) < 0.3)  # the new model fixes some crops
+        result = paired_difference(parent, new, cell_of)
+        assert result["difference"] == pytest.approx(new.mean() - parent.mean())
+        low, high = result["ci95"]
+        assert low <= result["difference"] <= high
+        return high - low
+
+    assert interval(40) < interval(3)
+    same = np.ones(80, bool)
+    assert paired_difference(same, same, np.repeat([0, 1], 40))["ci95"] == [0.0, 0.0]
+    text = comparison_text({"n_cells": 12, "n_crops": 540, "crop_accuracy_gain": {
+        "difference": 0.05, "ci95": [-0.01, 0.11]}})
+    assert "+5.0 points" in text and "12 held-out cells (540 crops)" in text
+    assert "may be no better" in text and "hint" not in text
+
+
+def test_the_dialog_fills_the_run_from_the_number_of_reviewed_cells(qtbot, tiny_model, lab_case):
+    window = make_window(qtbot, tiny_model)
+    window.settings.add_recent(lab_case)
+    dialog = window.open_retrain()
+    recipe = recipe_for(4)  # the lab case holds four reviewed cells
+    assert dialog.steps_spin.value() == recipe.steps_per_epoch
+    assert dialog.epochs_spin.value() == recipe.epochs
+    assert "4 reviewed cells" in dialog.recipe_label.text()
+    assert "about" in dialog.recipe_label.text()  # a time estimate
+    assert dialog.plan().lr == recipe.lr
+    dialog.case_list.item(0).setCheckState(Qt.CheckState.Unchecked)
+    assert "0 reviewed cells" in dialog.recipe_label.text() or "Choose" in \
+        dialog.recipe_label.text()

@@ -10,6 +10,7 @@ the model.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,9 +22,22 @@ from trainer.preprocessing import Preprocessing
 
 
 class PairwiseClassBalancedSampler:
-    """Indices of two aligned batches: ``crops_per_class`` crops of each type per batch."""
+    """Indices of two aligned batches: ``crops_per_class`` crops of each type per batch.
 
-    def __init__(self, labels: np.ndarray, crops_per_class: int = 1, seed: int = 0) -> None:
+    With ``groups`` (one group per crop: the lab or source it came from) and ``weights``
+    (one per group), each crop of a type is drawn from a group picked with those weights
+    among the groups that hold that type, so a small lab counts as much as the mix says
+    however few crops it has; without them every crop of a type is equally likely.
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        crops_per_class: int = 1,
+        seed: int = 0,
+        groups: np.ndarray | None = None,
+        weights: Sequence[float] | None = None,
+    ) -> None:
         if crops_per_class < 1:
             raise ValueError("crops_per_class must be at least 1")
         self.crops_per_class = crops_per_class
@@ -32,6 +46,22 @@ class PairwiseClassBalancedSampler:
         self.types = [t for t, members in enumerate(self.by_type) if len(members)]
         if len(self.types) < 2:
             raise ValueError("contrastive training needs crops of at least two types")
+        # per type: the members of each group that holds it, and the groups' chances
+        self.by_group: list[tuple[list[np.ndarray], np.ndarray]] | None = None
+        if groups is not None and weights is not None:
+            weights = np.asarray(weights, np.float64)
+            if len(groups) != len(labels) or groups.min(initial=0) < 0 or groups.max(
+                initial=0
+            ) >= len(weights) or not (np.isfinite(weights).all() and (weights >= 0).all()):
+                raise ValueError("one group per crop and a weight >= 0 per group are needed")
+            self.by_group = []
+            for t in range(N_TYPES):
+                members = [self.by_type[t][groups[self.by_type[t]] == g]
+                           for g in range(len(weights))]
+                chances = np.asarray([w if len(m) else 0.0 for w, m in zip(weights, members)])
+                if len(self.by_type[t]) and chances.sum() == 0:  # only weight-0 groups hold it
+                    chances = np.asarray([float(len(m)) for m in members])
+                self.by_group.append((members, chances / max(chances.sum(), 1e-12)))
 
     @property
     def labels(self) -> np.ndarray:
@@ -47,6 +77,12 @@ class PairwiseClassBalancedSampler:
         first, second = [], []
         for t in self.types:
             members = self.by_type[t]
+            if self.by_group is not None:
+                group_members, chances = self.by_group[t]
+                picked = self._draw_mixed(group_members, chances, 2 * k)
+                first.append(picked[:k])
+                second.append(picked[k:])
+                continue
             replace = len(members) < 2 * k
             picked = self.rng.choice(members, size=2 * k, replace=replace)
             if replace and len(members) > 1:
@@ -57,6 +93,21 @@ class PairwiseClassBalancedSampler:
             first.append(picked[:k])
             second.append(picked[k:])
         return np.concatenate(first), np.concatenate(second), self.labels
+
+    def _draw_mixed(
+        self, group_members: list[np.ndarray], chances: np.ndarray, n: int
+    ) -> np.ndarray:
+        """n crops of one type, each from a group drawn with ``chances``; the two views of a
+        pair are distinct crops whenever the type has more than one."""
+        drawn = self.rng.choice(len(chances), size=n, p=chances)
+        picked = np.asarray([self.rng.choice(group_members[g]) for g in drawn])
+        k = n // 2
+        if sum(len(m) for m, c in zip(group_members, chances) if c > 0) > 1:
+            for i in range(k):
+                while picked[k + i] == picked[i]:
+                    g = self.rng.choice(len(chances), p=chances)
+                    picked[k + i] = self.rng.choice(group_members[g])
+        return picked
 
     def state(self) -> dict:
         return self.rng.bit_generator.state

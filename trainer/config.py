@@ -78,7 +78,14 @@ class TrainConfig:
     data: str | None = None  # labelled dataset root (e.g. shared/data/gband612)
     train_cells: str | None = None  # cell list of the training split (default: all cells)
     val_cells: str | None = None  # cell list used for model selection
+    # more labelled datasets (other labs), each trained on its splits/train.txt and judged on
+    # its splits/val.txt where the folder has them (else all its cells, no validation)
+    datasets: list[str] = field(default_factory=list)
     case_files: list[str] = field(default_factory=list)  # corrected case files to learn from
+    # how often each lab is drawn, relative: {gband612: 1, cil24: 1, case: 2}; a lab is a
+    # dataset's folder name, "case" (all case files) or "generated"; unset: in proportion
+    # to the crops each holds. A model is selected on the mean of its labs' val accuracies.
+    mix: dict[str, Any] = field(default_factory=dict)
     val_fraction: float = 0.0  # hold out this fraction of cells when no val list is given
     generated_cells: int = 0  # cells from the synthetic generator mixed into training
     # model
@@ -159,6 +166,9 @@ class TrainConfig:
         kwargs_problem = model_kwargs_problem(self.model_kwargs)
         if kwargs_problem:
             problems.append(f"--model-kwargs: {kwargs_problem}")
+        mix_problem = _mix_problem(self.mix)
+        if mix_problem:
+            problems.append(f"--mix: {mix_problem}")
         if self.ce_warmup_epochs < 0:
             problems.append("--ce-warmup-epochs cannot be negative")
         if self.lambda_con < 0 or self.lambda_cls < 0 or self.lambda_con + self.lambda_cls == 0:
@@ -203,6 +213,15 @@ def model_kwargs_problem(kwargs: Any) -> str | None:
                 return f"the model argument {key}={value!r} is not a plain value"
             if is_number(item) and abs(item) > MAX_KWARG:
                 return f"the model argument {key}={item!r} is larger than a crop model needs"
+    return None
+
+
+def _mix_problem(mix: dict) -> str | None:
+    if not all(isinstance(key, str) and is_number(value) and 0 <= value <= 1e6
+               for key, value in mix.items()):
+        return "give each lab a weight between 0 and 1e6, e.g. '{gband612: 1, cil24: 1}'"
+    if mix and not any(mix.values()):
+        return "at least one lab needs a weight above 0"
     return None
 
 

@@ -28,6 +28,12 @@ class DataError(Exception):
     """Training or evaluation data that cannot be used; the message names the source."""
 
 
+def lab_of_source(source: str) -> str:
+    """The lab (mix group) a source belongs to: a dataset's folder name, ``case`` for every
+    case file, ``generated`` for the generator's cells."""
+    return source.split(":", 1)[0] or "unnamed"
+
+
 @dataclass
 class CropSet:
     images: np.ndarray  # (n, height, width) uint8
@@ -36,6 +42,13 @@ class CropSet:
     cell_names: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    source_of: np.ndarray | None = None  # (n,) int64, index into sources (default: all 0)
+
+    def __post_init__(self) -> None:
+        if self.source_of is None:
+            self.source_of = np.zeros(len(self.labels), np.int64)
+        if len(self.labels) and not self.sources:
+            self.sources = ["unnamed"]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -43,9 +56,38 @@ class CropSet:
     def class_counts(self) -> list[int]:
         return np.bincount(self.labels, minlength=N_TYPES).tolist()
 
+    @property
+    def labs(self) -> list[str]:
+        """The labs of the crops, in order of first appearance among the sources."""
+        return list(dict.fromkeys(lab_of_source(source) for source in self.sources))
+
+    def lab_of(self) -> np.ndarray:
+        """(n,) int64: each crop's lab, an index into ``labs``."""
+        labs = self.labs
+        per_source = np.asarray(
+            [labs.index(lab_of_source(source)) for source in self.sources] or [0], np.int64
+        )
+        return per_source[self.source_of]
+
+    def lab_subset(self, lab: str) -> CropSet:
+        """The crops of one lab (cells renumbered)."""
+        keep = self.lab_of() == self.labs.index(lab)
+        cells = sorted(set(self.cell_of[keep].tolist()))
+        remap = np.zeros(max(len(self.cell_names), 1), np.int64)
+        remap[cells] = np.arange(len(cells))
+        return CropSet(
+            images=self.images[keep],
+            labels=self.labels[keep],
+            cell_of=remap[self.cell_of[keep]],
+            cell_names=[self.cell_names[c] for c in cells],
+            sources=[lab],
+        )
+
     def summary(self) -> dict:
+        lab_of = self.lab_of()
         return {
             "sources": self.sources,
+            "labs": {lab: int((lab_of == k).sum()) for k, lab in enumerate(self.labs)},
             "n_cells": len(self.cell_names),
             "n_crops": len(self),
             "class_counts": self.class_counts(),
@@ -63,6 +105,7 @@ class CropSet:
         if not parts:
             raise DataError("no training data given")
         offsets = np.cumsum([0] + [len(part.cell_names) for part in parts[:-1]])
+        source_offsets = np.cumsum([0] + [len(part.sources) for part in parts[:-1]])
         return cls(
             images=np.concatenate([part.images for part in parts]),
             labels=np.concatenate([part.labels for part in parts]),
@@ -70,6 +113,9 @@ class CropSet:
             cell_names=[name for part in parts for name in part.cell_names],
             problems=[problem for part in parts for problem in part.problems],
             sources=[source for part in parts for source in part.sources],
+            source_of=np.concatenate(
+                [part.source_of + o for part, o in zip(parts, source_offsets)]
+            ),
         )
 
 
@@ -141,7 +187,8 @@ def load_dataset_crops(
             dataset = load_dataset(root, cells=cells)
         except CellLoadError as error:
             raise DataError(str(error)) from None
-    source = f"{Path(root).name}" + (f":{Path(cells).name}" if isinstance(cells, str) else "")
+    # the lab is the folder's own name (as given: ".", "x/" or a link name all resolve)
+    source = Path(root).resolve().name + (f":{Path(cells).name}" if isinstance(cells, str) else "")
     crops = crops_of_cells(dataset.cells, preprocessing, source=source)
     crops.problems = list(dataset.problems)
     return crops

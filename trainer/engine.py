@@ -55,6 +55,7 @@ from trainer.data import (
 from trainer.devices import autocast, pick_device
 from trainer.evaluation import evaluate_crops
 from trainer.events import EventLog
+from trainer.finetune import paired_difference
 from trainer.losses import SCLObjective
 from trainer.model import ChromosomeNet, known_architecture
 from trainer.orientation import fit_orientation
@@ -89,11 +90,19 @@ def load_training_data(
     config: TrainConfig, preprocessing: Preprocessing
 ) -> tuple[CropSet, CropSet]:
     """(training crops, validation crops) from every source the config names."""
-    parts, validation = [], CropSet.empty(preprocessing)
+    parts, judged = [], []
     if config.data:
         parts.append(load_dataset_crops(config.data, config.train_cells, preprocessing))
         if config.val_cells:
-            validation = load_dataset_crops(config.data, config.val_cells, preprocessing)
+            judged.append(load_dataset_crops(config.data, config.val_cells, preprocessing))
+    for root in config.datasets:
+        splits = Path(root) / "splits"
+        train = splits / "train.txt"
+        parts.append(load_dataset_crops(root, str(train) if train.is_file() else None,
+                                        preprocessing))
+        if (splits / "val.txt").is_file():
+            judged.append(load_dataset_crops(root, str(splits / "val.txt"), preprocessing))
+    validation = CropSet.concatenate(judged) if judged else CropSet.empty(preprocessing)
     if config.case_files:
         cases = load_case_crops(config.case_files, preprocessing)
         if not len(validation) and config.val_fraction > 0 and len(cases.cell_names) > 1:
@@ -109,7 +118,33 @@ def load_training_data(
         training, validation = split_cells(training, config.val_fraction, config.seed)
     if not len(training):
         raise DataError("the training data holds no labelled crops")
+    unknown = sorted(set(config.mix) - set(training.labs))
+    if unknown:
+        raise DataError(
+            f"--mix names {', '.join(unknown)}, but the training labs are "
+            f"{', '.join(training.labs)}"
+        )
     return training, validation
+
+
+def mix_weights(crops: CropSet, mix: dict) -> list[float] | None:
+    """Each lab's weight in the draws (labs the mix leaves out: 0), or None (no mix)."""
+    if not mix:
+        return None
+    return [float(mix.get(lab, 0.0)) for lab in crops.labs]
+
+
+def lab_accuracies(crops: CropSet, probabilities: np.ndarray) -> dict:
+    """Crop accuracy per lab, and the figure a model is selected on: the mean over the labs
+    (one lab's many crops must not outvote another's few), or plain crop accuracy."""
+    correct = probabilities.argmax(axis=1) == crops.labels
+    lab_of = crops.lab_of()
+    result = {
+        f"{lab}_crop_accuracy": float(correct[lab_of == k].mean())
+        for k, lab in enumerate(crops.labs) if (lab_of == k).any()
+    }
+    result["selection"] = float(np.mean(list(result.values()))) if result else 0.0
+    return result
 
 
 def split_cells(crops: CropSet, fraction: float, seed: int) -> tuple[CropSet, CropSet]:
@@ -126,6 +161,7 @@ def split_cells(crops: CropSet, fraction: float, seed: int) -> tuple[CropSet, Cr
             cell_of=np.asarray([remap[c] for c in crops.cell_of[keep]], np.int64),
             cell_names=[crops.cell_names[c] for c in names],
             sources=crops.sources,
+            source_of=crops.source_of[keep],
         )
 
     in_held = np.isin(crops.cell_of, list(held))
@@ -141,12 +177,27 @@ class LearningRate:
         self.warmup = max(0, round(config.warmup_epochs * steps_per_epoch))
         self.total = max(1, total_steps)
         self.floor = config.min_lr_ratio
+        # a run resumed with another --epochs: from this step on, half a cosine from the
+        # factor it had reached down to the floor over the steps that are left
+        self.tail_from: int | None = None
+        self.tail_factor = 1.0
 
     def __call__(self, step: int) -> float:
+        if self.tail_from is not None and step >= self.tail_from:
+            progress = min(1.0, (step - self.tail_from) / max(1, self.total - self.tail_from))
+            return self.floor + (self.tail_factor - self.floor) * 0.5 * (
+                1 + math.cos(math.pi * progress))
         if step < self.warmup:
             return (step + 1) / self.warmup
         progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def retarget(self, done: int, total_steps: int) -> None:
+        """Resumed after ``done`` steps with a run of ``total_steps`` in all (another
+        --epochs): fall from where the learning rate stands to the floor by the new end."""
+        if max(1, total_steps) != self.total and done < total_steps:
+            self.tail_factor = self(done)
+            self.tail_from, self.total = done, max(1, total_steps)
 
 
 def _distributed() -> tuple[int, int]:
@@ -240,7 +291,8 @@ class TrainingRun:
         # statistics, like the weights themselves; rank 0's is the one judged and saved
         self.ema = ModelEmaV3(self.net, decay=config.ema_decay) if config.ema_decay else None
         self.sampler = PairwiseClassBalancedSampler(
-            self.training.labels, config.crops_per_class, config.seed + self.rank
+            self.training.labels, config.crops_per_class, config.seed + self.rank,
+            groups=self.training.lab_of(), weights=mix_weights(self.training, config.mix),
         )
         self.steps_per_epoch = config.steps_per_epoch or max(
             1, len(self.training) // (2 * self.sampler.batch_size)
@@ -325,8 +377,11 @@ class TrainingRun:
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.net.load_state_dict(state["model"])
             self.optimiser.load_state_dict(state["optimiser"])
-            self.schedule.load_state_dict(state["schedule"])
+            self.schedule.load_state_dict(state["schedule"])  # restores the saved length too
             self.start_epoch = int(state["epoch"])
+            learning_rate = self.schedule.lr_lambdas[0]
+            learning_rate.retarget(self.start_epoch * self.steps_per_epoch, self.total_steps)
+            # the optimiser's lr now follows the (possibly new) schedule from the next step
             self.best_accuracy = float(state["best_accuracy"])
             self.history = list(state.get("history", []))
             if self.ema is not None:
@@ -460,18 +515,19 @@ class TrainingRun:
         if len(self.validation):
             scores = {}
             for weights, net in candidates.items():
-                metrics, _ = evaluate_crops(
+                metrics, predictions = evaluate_crops(
                     net, self.validation, self.preprocessing, self.device,
                     self.config.eval_batch_size,
                 )  # fmt: skip
+                metrics.update(lab_accuracies(self.validation, predictions.probabilities))
                 scores[weights] = metrics
                 if len(candidates) > 1:
                     record[f"val_{weights}_crop_accuracy"] = metrics["crop_accuracy"]
             # ties go to the trained weights (first in the dict)
-            weights = max(scores, key=lambda name: scores[name]["crop_accuracy"])
-            for key in ("crop_accuracy", "macro_recall", "macro_auc"):
+            weights = max(scores, key=lambda name: scores[name]["selection"])
+            for key in ("crop_accuracy", "macro_recall", "macro_auc", *self._lab_keys()):
                 record[f"val_{key}"] = scores[weights][key]
-            accuracy = scores[weights]["crop_accuracy"]
+            accuracy = scores[weights]["selection"]
         else:
             weights = "average" if self.ema is not None else "trained"
             accuracy = float(epoch)  # no validation data: the latest model is the best
@@ -490,6 +546,10 @@ class TrainingRun:
             )
         record["best_val_crop_accuracy"] = self.best_accuracy if len(self.validation) else None
         self._save_state(epoch + 1)
+
+    def _lab_keys(self) -> list[str]:
+        labs = self.validation.labs
+        return [f"{lab}_crop_accuracy" for lab in labs] if len(labs) > 1 else []
 
     def _fit_orientation(self) -> dict | None:
         """Give the best model its orientation head (``trainer.orientation``), fitted on the
@@ -511,12 +571,18 @@ class TrainingRun:
         if self.parent is None or not len(self.validation) or not best.is_file():
             return None
         results = {"n_cells": len(self.validation.cell_names), "n_crops": len(self.validation)}
+        correct = {}
         for role, path in (("parent", self.config.init_checkpoint), ("new", best)):
             net, _ = load_checkpoint(path, self.device)
-            metrics, _ = evaluate_crops(
+            metrics, predictions = evaluate_crops(
                 net, self.validation, self.preprocessing, self.device, self.config.eval_batch_size
             )
             results[role] = _compared(metrics)
+            correct[role] = predictions.probabilities.argmax(axis=1) == self.validation.labels
+        # how far the held-out cells let the difference be trusted (bootstrap over cells)
+        results["crop_accuracy_gain"] = paired_difference(
+            correct["parent"], correct["new"], self.validation.cell_of
+        )
         (self.folder / "comparison.json").write_text(
             json.dumps(results, indent=1), encoding="utf-8"
         )

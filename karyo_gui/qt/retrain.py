@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +48,8 @@ from PySide6.QtWidgets import (
 from karyo_gui.core.case import CellStatus
 from karyo_gui.core.case_file import SUFFIX
 from karyo_gui.core.loaders import display_path
+from trainer.data import lab_of_source
+from trainer.finetune import LAB_WEIGHT, estimate_seconds, recipe_for
 
 if TYPE_CHECKING:  # the registry reads model headers with torch: imported when used
     from karyo_gui.inference.registry import ModelRegistry, RegisteredModel
@@ -61,27 +63,37 @@ def runs_folder() -> Path:
     return Path(platformdirs.user_data_dir("karyo", appauthor=False)) / "runs"
 
 
+def _reviewed_cells(path: str) -> int:
+    """How many reviewed or signed-off cells a case file holds (read as JSON only: the
+    crops are not loaded here); 0 for anything that is not a readable case file."""
+    if not path.endswith(SUFFIX) or not os.path.isfile(path):
+        return 0
+    try:
+        with open(path, encoding="utf-8") as handle:
+            cells = json.load(handle)["case"]["cells"]
+        reviewed = {CellStatus.REVIEWED.value, CellStatus.SIGNED_OFF.value}
+        return sum(1 for cell in cells if cell.get("status") in reviewed)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return 0
+
+
 def reviewed_case_files(candidates: list[str]) -> list[str]:
-    """Those case files that hold at least one reviewed or signed-off cell (read as JSON
-    only: the crops are not loaded here)."""
-    found = []
-    for path in candidates:
-        if not path.endswith(SUFFIX) or not os.path.isfile(path):
-            continue
-        try:
-            with open(path, encoding="utf-8") as handle:
-                cells = json.load(handle)["case"]["cells"]
-            statuses = {cell.get("status") for cell in cells}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue
-        if statuses & {CellStatus.REVIEWED.value, CellStatus.SIGNED_OFF.value}:
-            found.append(path)
-    return found
+    """Those case files that hold at least one reviewed or signed-off cell."""
+    return [path for path in candidates if _reviewed_cells(path)]
+
+
+def reviewed_cell_count(paths: list[str]) -> int:
+    return sum(_reviewed_cells(path) for path in paths)
 
 
 @dataclass
 class RetrainPlan:
-    """Everything one fine-tuning run needs; ``command()`` is the trainer's command line."""
+    """Everything one fine-tuning run needs; ``command()`` is the trainer's command line.
+
+    ``for_cells`` fills the run's length and learning rate from the number of reviewed
+    cells (``trainer.finetune.recipe_for``, chosen on the new-lab curve); the lab's crops
+    are drawn as often as the replay dataset's (``lab_weight``), however few they are.
+    """
 
     parent: Path  # the model the run starts from (the one in use)
     case_files: list[str]
@@ -93,7 +105,14 @@ class RetrainPlan:
     device: str = "auto"
     val_fraction: float = 0.25  # of the lab's cells held out to compare old and new
     lr: float = 2e-4  # gentler than training from scratch: learn the lab, keep the rest
+    lab_weight: float = LAB_WEIGHT  # the lab's share of the draws against the replay's 1
     output: Path = field(default_factory=lambda: runs_folder() / "run")
+
+    def for_cells(self, n_cells: int) -> RetrainPlan:
+        """This plan with the recipe for a lab of ``n_cells`` reviewed cells."""
+        recipe = recipe_for(n_cells)
+        return replace(self, epochs=recipe.epochs, steps_per_epoch=recipe.steps_per_epoch,
+                       lr=recipe.lr, lab_weight=recipe.lab_weight)
 
     def command(self) -> list[str]:
         args = [
@@ -110,12 +129,44 @@ class RetrainPlan:
             cells = self.base_cells or _train_split(self.base_data)
             if cells:
                 args += ["--train-cells", cells]
+            base = lab_of_source(Path(self.base_data).resolve().name)
+            args += ["--mix", f"{{case: {self.lab_weight:g}, {base!r}: 1}}"]
         return args
+
+    def estimate_seconds(self, n_cells: int, n_base_cells: int, threads: int) -> float | None:
+        """Rough wall time (None for a run of one pass per epoch: its length is unknown)."""
+        if not self.steps_per_epoch:
+            return None
+        device = self.device
+        if device == "auto":
+            device = "cuda" if _cuda_present() else "cpu"
+        return estimate_seconds(self.steps_per_epoch * self.epochs, n_cells + n_base_cells,
+                                device, threads)
+
+
+def _cuda_present() -> bool:
+    """A CUDA device is there (asked of torch only when torch is loaded already)."""
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.cuda.is_available())
 
 
 def _train_split(root: str) -> str | None:
     split = Path(root) / "splits" / "train.txt"
     return str(split) if split.is_file() else None
+
+
+def _cell_count(root: str | None, cells: str | None) -> int:
+    """Cells of a base dataset: its split list's lines, else its cell folders."""
+    if not root:
+        return 0
+    listing = cells or _train_split(root)
+    try:
+        if listing:
+            return sum(1 for line in Path(listing).read_text(encoding="utf-8").splitlines()
+                       if line.strip())
+        return sum(1 for entry in os.scandir(Path(root) / "cells") if entry.is_dir())
+    except (OSError, UnicodeDecodeError):
+        return 0
 
 
 class TrainingRun(QObject):
@@ -244,6 +295,8 @@ class RetrainDialog(QDialog):
         browse.clicked.connect(self._choose_base)
         self.epochs_spin = QSpinBox(minimum=1, maximum=500, value=5)
         self.steps_spin = QSpinBox(minimum=0, maximum=100000, value=0, specialValueText="auto")
+        self.recipe_label = QLabel()
+        self.recipe_label.setWordWrap(True)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda"])
         stamp = datetime.now().strftime("%Y%m%d-%H%M")
@@ -259,6 +312,7 @@ class RetrainDialog(QDialog):
         form.addRow("Epochs", self.epochs_spin)
         form.addRow("Steps per epoch", self.steps_spin)
         form.addRow("Device", self.device_combo)
+        form.addRow("Run", self.recipe_label)
         form.addRow("New model name", self.name_edit)
 
         self.progress = QProgressBar()
@@ -285,6 +339,9 @@ class RetrainDialog(QDialog):
         self.comparison_table.setHorizontalHeaderLabels(["current model", "new model"])
         self.comparison_table.setVerticalHeaderLabels([label for _, label in COMPARED])
         self.comparison_table.hide()
+        self.comparison_note = QLabel()
+        self.comparison_note.setWordWrap(True)
+        self.comparison_note.hide()
         self.log_view = QPlainTextEdit(readOnly=True)
         self.log_view.hide()
 
@@ -318,6 +375,7 @@ class RetrainDialog(QDialog):
         plots.addWidget(self.accuracy_plot)
         layout.addLayout(plots)
         layout.addWidget(self.comparison_table)
+        layout.addWidget(self.comparison_note)
         layout.addWidget(self.log_view)
         layout.addLayout(buttons)
         self.resize(900, 760)
@@ -326,6 +384,14 @@ class RetrainDialog(QDialog):
         self._classification: list[float] = []
         self._epochs: list[float] = []
         self._accuracy: list[float] = []
+        self._recipe_cells = -1
+        self.case_list.itemChanged.connect(self._fill_recipe)
+        for widget in (self.epochs_spin, self.steps_spin):
+            widget.valueChanged.connect(self._show_estimate)
+        self.device_combo.currentTextChanged.connect(self._show_estimate)
+        self.replay_check.toggled.connect(self._show_estimate)
+        self.base_edit.textChanged.connect(self._show_estimate)
+        self._fill_recipe()
 
     # ----------------------------------------------------------------- choosing
     def _add_case_file(self, path: str, checked: bool = True) -> None:
@@ -335,17 +401,47 @@ class RetrainDialog(QDialog):
         item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
         self.case_list.addItem(item)
 
+    def _fill_recipe(self, *_: object) -> None:
+        """Length and learning rate from the number of reviewed cells chosen (the recipe of
+        ``trainer.finetune``); the user may still change epochs and steps."""
+        cells = reviewed_cell_count(self.chosen_case_files())
+        if cells != self._recipe_cells:
+            self._recipe_cells = cells
+            recipe = recipe_for(cells)
+            self.epochs_spin.setValue(recipe.epochs)
+            self.steps_spin.setValue(recipe.steps_per_epoch)
+        self._show_estimate()
+
+    def _show_estimate(self, *_: object) -> None:
+        plan = self.plan()
+        if isinstance(plan, str):
+            self.recipe_label.setText(plan)
+            return
+        cells = max(self._recipe_cells, 0)
+        base = _cell_count(plan.base_data, plan.base_cells)
+        seconds = plan.estimate_seconds(cells, base, os.cpu_count() or 1)
+        share = (f"your crops in {plan.lab_weight / (plan.lab_weight + 1):.0%} of the draws, "
+                 f"replay in the rest" if plan.base_data else "your crops only (no replay)")
+        timing = (f"about {_duration(seconds)} on this computer"
+                  if seconds is not None else "one pass over all crops per epoch")
+        self.recipe_label.setText(
+            f"{cells} reviewed cells: {plan.epochs * plan.steps_per_epoch or 'all'} steps at "
+            f"learning rate {plan.lr:g}, {share}; {timing}."
+        )
+
     def _choose_case_files(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Case files", "",
                                                 f"karyo case (*{SUFFIX})")
         for path in paths:
             self._add_case_file(path)
+        self._fill_recipe()
 
     def _choose_base(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Base dataset folder")
         if folder:
             self.base_edit.setText(folder)
             self.replay_check.setChecked(True)
+            self._show_estimate()
 
     def chosen_case_files(self) -> list[str]:
         return [
@@ -368,11 +464,13 @@ class RetrainDialog(QDialog):
         name = self.name_edit.text().strip() or "retrained"
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
         output = runs_folder() / f"{safe}-{datetime.now():%Y%m%d-%H%M%S}"
-        return RetrainPlan(
+        recipe = RetrainPlan(
             parent=self.parent_model, case_files=cases, name=name, base_data=base or None,
-            epochs=self.epochs_spin.value(), steps_per_epoch=self.steps_spin.value(),
             device=self.device_combo.currentText(), output=output,
-        )  # fmt: skip
+        ).for_cells(max(self._recipe_cells, 0))  # fmt: skip
+        # the form's epochs and steps (filled from the recipe) are the user's last word
+        return replace(recipe, epochs=self.epochs_spin.value(),
+                       steps_per_epoch=self.steps_spin.value())
 
     # ------------------------------------------------------------------ running
     def start(self) -> bool:
@@ -386,6 +484,7 @@ class RetrainDialog(QDialog):
             values.clear()
         self._redraw()
         self.comparison_table.hide()
+        self.comparison_note.hide()
         self.log_view.hide()
         self.use_button.hide()
         self.run = TrainingRun(plan, self)
@@ -483,6 +582,8 @@ class RetrainDialog(QDialog):
         height = table.horizontalHeader().height() + 2 * table.frameWidth()
         table.setFixedHeight(height + sum(table.rowHeight(r) for r in range(table.rowCount())))
         table.show()
+        self.comparison_note.setText(comparison_text(self.comparison))
+        self.comparison_note.show()
 
     def _use_new(self) -> None:
         if self.new_model is not None:
@@ -501,6 +602,30 @@ class RetrainDialog(QDialog):
             self.run.cancel()
             self.run.process.waitForFinished(20000)
         super().closeEvent(event)
+
+
+TRUSTED_CELLS = 5  # fewer held-out cells than this: the comparison is a hint, not a result
+
+
+def comparison_text(comparison: dict) -> str:
+    """What the comparison rests on and how uncertain it is, in words."""
+    cells, crops = comparison.get("n_cells", 0), comparison.get("n_crops", 0)
+    gain = comparison.get("crop_accuracy_gain") or {}
+    basis = f"on {cells} held-out cell{'s' if cells != 1 else ''} ({crops} crops) of your cases"
+    if "difference" not in gain:
+        return f"Measured {basis}."
+    text = f"New minus current crop accuracy: {100 * gain['difference']:+.1f} points {basis}"
+    interval = gain.get("ci95")
+    if interval:
+        low, high = (100 * value for value in interval)
+        text += f"; 95 % interval {low:+.1f} to {high:+.1f} points (resampling the cells)"
+        if low <= 0 <= high:
+            text += ", so it may be no better"
+    text += "."
+    if cells < TRUSTED_CELLS:
+        text += (f" Fewer than {TRUSTED_CELLS} held-out cells: treat this as a hint, not a "
+                 "measurement; review more cells, or try the new model on a few new cells.")
+    return text
 
 
 def _duration(seconds: float) -> str:
