@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from karyo_gui.core import images
 from karyo_gui.core.case_file import SCHEMA_VERSION, SUFFIX, load_case
 from karyo_gui.core.labels import ChromosomeType as T
 from karyo_gui.core.loaders import MAX_CELL_CHROMOSOMES, display_path, write_cell
@@ -86,14 +87,14 @@ def test_a_bad_case_file_is_named_and_the_open_work_stays(edited, tmp_path, dama
 def test_an_unreadable_case_file_is_named_and_the_open_work_stays(edited, tmp_path, monkeypatch):
     window, cell, karyotype = edited
     locked = saved_case(tmp_path / "other")
-    real_read_text = Path.read_text
+    real_open = images.open_regular_file
 
-    def read_text(path, *args, **kwargs):
-        if path == locked:
+    def open_regular_file(path):
+        if Path(path) == locked:
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real_read_text(path, *args, **kwargs)
+        return real_open(path)
 
-    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(images, "open_regular_file", open_regular_file)
     assert not window.open_path(locked)
     assert "case.karyo.json" in window.last_error and "permission denied" in window.last_error
     assert_work_kept(window, cell, karyotype)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from karyo_gui.core import images
 from karyo_gui.core.images import (
     MAX_CROP_SIDE,
     CropReadError,
@@ -240,14 +241,14 @@ def test_unreadable_file(tmp_path, monkeypatch):
     path.chmod(0)
     if os.geteuid() == 0:
         # root reads anything whatever its mode: answer as the operating system would
-        real_read_bytes = pathlib.Path.read_bytes
+        real_open = images.open_regular_file
 
-        def read_bytes(self):
-            if self.name == path.name:
-                raise PermissionError(13, "Permission denied", str(self))
-            return real_read_bytes(self)
+        def open_regular_file(file):
+            if pathlib.Path(file).name == path.name:
+                raise PermissionError(13, "Permission denied", str(file))
+            return real_open(file)
 
-        monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+        monkeypatch.setattr(images, "open_regular_file", open_regular_file)
     try:
         assert "permission denied" in read_error(path).reason
     finally:

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from karyo_gui.core import images
 from karyo_gui.core.case import Cell, Chromosome
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.loaders import (
@@ -60,16 +61,17 @@ def huge_png() -> bytes:
 def deny_reading(monkeypatch):
     """Make a file unreadable: chmod 000, and for root (who reads anything) refuse it too."""
     denied: list[pathlib.Path] = []
-    real_read_bytes = pathlib.Path.read_bytes
+    real_open = images.open_regular_file
 
-    def read_bytes(self):
-        if any(self.name == path.name and self.parent.name == path.parent.name
+    def open_regular_file(file):
+        file = pathlib.Path(file)
+        if any(file.name == path.name and file.parent.name == path.parent.name
                for path in denied):
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read_bytes(self)
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file)
 
     if os.geteuid() == 0:
-        monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+        monkeypatch.setattr(images, "open_regular_file", open_regular_file)
 
     def deny(path: pathlib.Path) -> None:
         path.chmod(0)

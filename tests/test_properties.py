@@ -93,17 +93,21 @@ def cells(draw) -> Cell:
     folders = draw(st.lists(folder_names, min_size=1, max_size=3))
     source = draw(st.sampled_from([None, CASE_FOLDER, "/archive"]))
     actions = st.sampled_from(["label", "orientation", "status"]) | texts
-    return Cell(
+    status = draw(st.sampled_from(CellStatus))
+    cell = Cell(
         name=draw(texts),
         chromosomes=draw(st.lists(chromosomes(), max_size=4, unique_by=lambda c: c.id)),
         source=None if source is None else "/".join([source, *folders]),
-        status=draw(st.sampled_from(CellStatus)),
+        status=CellStatus.REVIEWED if status is CellStatus.SIGNED_OFF else status,
         model_id=draw(st.none() | texts),
         audit=draw(
             st.lists(st.builds(Correction, texts, actions, texts, texts, texts, moments),
                      max_size=4)
         ),
     )
+    if status is CellStatus.SIGNED_OFF:  # as karyo signs off: recorded, with its digest
+        cell.set_status(status, by=draw(texts))
+    return cell
 
 
 cases = st.builds(

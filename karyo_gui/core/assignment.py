@@ -35,6 +35,12 @@ from karyo_gui.core.labels import N_TYPES, ChromosomeType
 
 _X, _Y = ChromosomeType.X.value, ChromosomeType.Y.value
 _FLOOR = 1e-6  # no crop's probability counts as lower: one mistake costs at most 13.8
+# A sex chromosome call decides a diagnosis, so it is held to a higher bar than other types:
+# an X or Y assigned below this probability is flagged "sex uncertain"...
+SEX_CONFIDENT = 0.95
+# ...and so is every X and Y of a cell whose best labelling of the other sex is less than
+# this many times less probable (odds 100:1): the cell's sex then rests on doubtful crops
+SEX_ODDS = 100.0
 
 
 def _default_gains() -> dict[str, float]:
@@ -98,6 +104,13 @@ class CellAssignment:
     cost: float  # -log probability of the labelling, up to a constant shared by all
     alternative: str  # the best karyotype of the other sex baseline...
     alternative_cost: float  # ...and its cost: the gap says how sure the call is
+    alternative_sex: str = ""  # the sex chromosomes of that alternative
+
+    @property
+    def sex_in_doubt(self) -> bool:
+        """The other sex is almost as probable as the one called (odds below SEX_ODDS)."""
+        gap = self.alternative_cost - self.cost
+        return self.alternative_sex != self.sex and gap < math.log(SEX_ODDS)
 
     @property
     def count(self) -> int:
@@ -205,7 +218,14 @@ def assign_types(
         cost=cost,
         alternative=karyotype_of(alternative_types),
         alternative_cost=alternative_cost,
+        alternative_sex=sex_chromosomes(_counts(alternative_types)),
     )
+
+
+def sex_uncertain(cell: Cell) -> bool:
+    """The cell's sex rests on a call nobody has confirmed: some chromosome the model called
+    (or nearly called) X or Y carries the "sex uncertain" flag and has no reviewer's label."""
+    return any(Flag.SEX_UNCERTAIN in c.flags and c.manual is None for c in cell.chromosomes)
 
 
 def _counts(types: np.ndarray) -> Counter[ChromosomeType]:
@@ -233,6 +253,7 @@ def apply_assignment(
     """
     moved = set(assignment.changed.tolist())
     unsure = set(assignment.low_confidence(margin).tolist())
+    sex_types = (_X, _Y)
     changed_ids = []
     for row, index in enumerate(indices):
         chromosome = cell.chromosomes[index]
@@ -245,6 +266,14 @@ def apply_assignment(
             changed_ids.append(chromosome.id)
         if row in unsure and chromosome.manual is None:
             chromosome.flags.add(Flag.LOW_CONFIDENCE)
+        chromosome.flags.discard(Flag.SEX_UNCERTAIN)
+        assigned, predicted = int(assignment.types[row]), int(assignment.predicted[row])
+        doubtful_sex_call = assigned in sex_types and (
+            probabilities[row, assigned] < SEX_CONFIDENT or assignment.sex_in_doubt
+        )
+        overruled_sex_call = predicted in sex_types and assigned != predicted
+        if chromosome.manual is None and (doubtful_sex_call or overruled_sex_call):
+            chromosome.flags.add(Flag.SEX_UNCERTAIN)
     if model_id is not None:
         cell.model_id = model_id
     return changed_ids

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import enum
 import getpass
+import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,6 +42,9 @@ class Flag(str, enum.Enum):
     LOW_CONFIDENCE = "low_confidence"
     MOVED_BY_ASSIGNMENT = "moved_by_assignment"
     ORIENTATION_UNSURE = "orientation_unsure"
+    # an X or Y call (or a crop that looked like one) below the bar a sex call needs, or in a
+    # cell whose other sex is nearly as probable: the diagnosis waits for a person
+    SEX_UNCERTAIN = "sex_uncertain"
     IMAGE_MISSING = "image_missing"
     IMAGE_CHANGED = "image_changed"
     # set by the chromosome finder on a whole metaphase image
@@ -157,6 +162,12 @@ class Cell:
     # the whole metaphase image the chromosomes were found in (None: a cell of crops)
     metaphase: MetaphaseImage | None = None
     finder_id: str | None = None  # the chromosome finder that found them
+    # set when the cell is signed off: sign_off_digest(cell) of what was signed, kept in the
+    # case file and checked when it is opened again (see sign_off_digest)
+    sign_off_digest: str | None = None
+    # set when a case file claimed a sign-off that its digest does not confirm: the cell was
+    # opened as reviewed, not signed off, and this says why ("modified outside karyo")
+    sign_off_problem: str | None = None
 
     @property
     def needs_finding(self) -> bool:
@@ -252,11 +263,17 @@ class Cell:
         )
 
     def set_status(self, status: CellStatus, by: str | None = None) -> None:
+        """A new review status, recorded in the audit trail; signing off also records the
+        digest of what was signed (``sign_off_digest``), reopening drops it."""
         before = self.status
         self.status = status
         self.audit.append(
             Correction("", "status", before.value, status.value, by or current_user(), now_utc())
         )
+        signed = status is CellStatus.SIGNED_OFF
+        self.sign_off_digest = sign_off_digest(self) if signed else None
+        if signed:
+            self.sign_off_problem = None
 
     def _require_editable(self) -> None:
         if self.status is CellStatus.SIGNED_OFF:
@@ -267,6 +284,63 @@ class Cell:
 
 def _describe(orientation: Orientation) -> str:
     return f"rot{orientation.rotation}{'+flip' if orientation.flipped else ''}"
+
+
+def last_sign_off(cell: Cell) -> Correction | None:
+    """The audit entry of the cell's latest sign-off (who, when), or None."""
+    for entry in reversed(cell.audit):
+        if entry.action == "status" and entry.after == CellStatus.SIGNED_OFF.value:
+            return entry
+    return None
+
+
+def _mask_digest(region: Region) -> str:
+    return hashlib.sha256(np.packbits(region.mask.ravel()).tobytes()).hexdigest()
+
+
+def sign_off_digest(cell: Cell) -> str | None:
+    """``sha256:`` over a canonical JSON of what a sign-off vouches for: per chromosome its
+    id, crop content hash, given, predicted, assigned and manual labels (who, when),
+    orientation and region; the metaphase image's content hash; the whole audit trail, with
+    the sign-off entry (signer and time). None when the audit trail records no sign-off.
+
+    Tamper-EVIDENT, not tamper-proof: no secret goes in, so anyone who knows this function
+    can write a matching digest for a forged file. It catches a hand edit of a signed-off
+    cell (a label, an edit, a sign-off typed in) and tells it apart from karyo's own save.
+    Flags, probabilities and file paths are left out: they are recomputed or may move.
+    """
+    signed = last_sign_off(cell)
+    if signed is None:
+        return None
+
+    def name(label: ChromosomeType | None) -> str | None:
+        return None if label is None else label.display_name
+
+    content = {
+        "what": "karyo sign-off",
+        "version": 1,
+        "cell": cell.name,
+        "signed_by": signed.by,
+        "signed_at": signed.at.isoformat(),
+        "metaphase": None if cell.metaphase is None else cell.metaphase.content_hash,
+        "chromosomes": [
+            [
+                c.id, c.content_hash, name(c.given), name(c.predicted), name(c.assigned),
+                None if c.manual is None
+                else [name(c.manual.label), c.manual.by, c.manual.at.isoformat()],
+                c.orientation.rotation, c.orientation.flipped,
+                None if c.region is None else [list(c.region.box), _mask_digest(c.region)],
+            ]
+            for c in cell.chromosomes
+        ],
+        "audit": [
+            [e.chromosome_id, e.action, e.before, e.after, e.by, e.at.isoformat()]
+            for e in cell.audit
+        ],
+    }
+    # ASCII: names that are not valid UTF-8 (surrogate escapes) still give one digest
+    text = json.dumps(content, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 @dataclass(eq=False)

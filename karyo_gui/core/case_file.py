@@ -11,6 +11,19 @@ image itself only when it has no file: a generated example), the finder that fou
 chromosomes, and per chromosome its region (box and run-length mask) and finder score.
 Those chromosomes' crops are not stored: they are cut from the metaphase again on load.
 
+Budgets (see ``images``): the file itself is read only when it is a regular file of at
+most MAX_CASE_FILE_BYTES; a file listing more than MAX_CASE_CELLS cells, MAX_FILE_CHROMOSOMES
+chromosomes in a cell (or MAX_CASE_CHROMOSOMES in all) or MAX_AUDIT_ENTRIES audit entries in a
+cell is refused before any of them is built; the crops' decoded pixels, embedded ones and those
+cut from a metaphase included, come out of a per-cell and a per-case PixelBudget.
+
+Sign-off: a signed-off cell carries ``sign_off_digest`` (see ``case.sign_off_digest``). On
+load it is computed again; a sign-off without it, or with one that differs, is "modified
+outside karyo": the cell opens as reviewed (not signed off, so neither read-only nor trusted
+as training data), with the reason in ``Cell.problems`` and ``Cell.sign_off_problem`` and an
+audit entry saying so. Tamper-evident against hand edits, not tamper-proof: the digest has no
+secret in it.
+
 Versions: ``schema_version`` is bumped whenever the layout changes, and MIGRATIONS holds
 one function per step that upgrades a document from version n to n + 1.
 """
@@ -39,6 +52,7 @@ import numpy as np
 from PIL import Image
 
 from karyo_gui import __version__
+from karyo_gui.core import images
 from karyo_gui.core.case import (
     Case,
     Cell,
@@ -48,10 +62,27 @@ from karyo_gui.core.case import (
     Flag,
     ManualLabel,
     Orientation,
+    last_sign_off,
+    now_utc,
+    sign_off_digest,
 )
-from karyo_gui.core.images import CropReadError, decode_crop, read_crop_and_hash
+from karyo_gui.core.images import (
+    CropReadError,
+    FileTooLargeError,
+    NotRegularFileError,
+    PixelBudget,
+    PixelBudgetExceeded,
+    decode_crop,
+    read_crop_and_hash,
+    read_regular_file,
+)
 from karyo_gui.core.labels import ChromosomeType
-from karyo_gui.core.loaders import display_path
+from karyo_gui.core.loaders import (
+    MAX_CASE_CELLS,
+    MAX_CASE_CHROMOSOMES,
+    MAX_CELL_FILES,
+    display_path,
+)
 from karyo_gui.core.metaphase import (
     MAX_METAPHASE_PIXELS,
     MetaphaseImage,
@@ -65,6 +96,9 @@ FORMAT = "karyo-case"
 SCHEMA_VERSION = 2
 SUFFIX = ".karyo.json"
 MAX_REGION_PIXELS = 10_000_000  # one chromosome's box; a whole 4096 x 2048 image is less
+MAX_CASE_FILE_BYTES = 512 * 2**20  # 1,000 cells of 46 chromosomes with their regions: ~100 MB
+MAX_FILE_CHROMOSOMES = MAX_CELL_FILES  # per cell: what a folder opens (a cell holds 46-92)
+MAX_AUDIT_ENTRIES = 100_000  # per cell; a long review makes a few hundred
 
 
 def _one_to_two(document: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +126,10 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _one_to_
 
 class CaseFileError(Exception):
     """A case file that cannot be opened; the message names the file and the reason."""
+
+
+class _TooLarge(ValueError):
+    """A case file listing more than karyo opens; the message says what and the limit."""
 
 
 def save_case(case: Case, path: str | os.PathLike) -> None:
@@ -270,11 +308,19 @@ def load_case(path: str | os.PathLike) -> Case:
     path = Path(path)
     shown = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path, MAX_CASE_FILE_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise CaseFileError(f"{shown}: case file not found") from None
     except PermissionError:
         raise CaseFileError(f"{shown}: permission denied") from None
+    except IsADirectoryError:
+        raise CaseFileError(f"{shown}: is a folder, not a case file") from None
+    except NotRegularFileError:
+        raise CaseFileError(f"{shown}: not a regular file (a device, a pipe or a socket); "
+                            "not read") from None
+    except FileTooLargeError as error:
+        raise CaseFileError(f"{shown}: the case file is {error.size:,} bytes, more than karyo "
+                            f"opens (at most {error.limit / 2**20:,.0f} MiB)") from None
     except UnicodeDecodeError:
         raise CaseFileError(f"{shown}: not a karyo case file (not UTF-8 text)") from None
     except OSError as error:
@@ -284,6 +330,8 @@ def load_case(path: str | os.PathLike) -> Case:
         if not isinstance(document.get("case"), dict):
             raise TypeError("'case' must be an object")
         return _case_from_dict(document["case"], _folder_of(path))
+    except _TooLarge as error:
+        raise CaseFileError(f"{shown}: {error}") from None
     except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError,
             RecursionError) as error:
         raise CaseFileError(
@@ -342,6 +390,7 @@ def _cell_to_dict(cell: Cell, base: Path) -> dict[str, Any]:
         "model_id": cell.model_id,
         "metaphase": _metaphase_to_dict(cell.metaphase, base),
         "finder_id": cell.finder_id,
+        "sign_off_digest": cell.sign_off_digest if cell.status is CellStatus.SIGNED_OFF else None,
         "chromosomes": [_chromosome_to_dict(c, base, on_metaphase) for c in cell.chromosomes],
         "audit": [
             {
@@ -450,12 +499,41 @@ def _of_kind(value: Any, kind: type, name: str) -> Any:
 
 def _case_from_dict(data: dict[str, Any], base: Path) -> Case:
     cells = _of_kind(data["cells"], list, "'cells'")
+    _check_counts(cells)
+    budget = PixelBudget.for_case()
     return Case(
         case_id=_text(data["case_id"], "case_id"),
-        cells=[_cell_from_dict(_of_kind(cell, dict, "each cell"), base) for cell in cells],
+        cells=[_cell_from_dict(_of_kind(cell, dict, "each cell"), base, budget)
+               for cell in cells],
         created=datetime.fromisoformat(_text(data["created"], "created")),
         notes=_text(data.get("notes", ""), "notes"),
     )
+
+
+def _check_counts(cells: list[Any]) -> None:
+    """Refuse, before building any of them, more cells, chromosomes or audit entries than
+    karyo opens (a hand-made file listing 10^6 chromosomes froze the window for minutes)."""
+    if len(cells) > MAX_CASE_CELLS:
+        raise _TooLarge(f"the case file lists {len(cells):,} cells, more than karyo opens as "
+                        f"one case (at most {MAX_CASE_CELLS:,}); split it into several cases")
+    total = 0
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, dict):
+            continue  # named by the loader
+        name = cell.get("name")
+        shown = f"cell {name}" if isinstance(name, str) else f"cell {index + 1}"
+        for key, limit, what in (("chromosomes", MAX_FILE_CHROMOSOMES, "chromosomes"),
+                                 ("audit", MAX_AUDIT_ENTRIES, "audit entries")):
+            entries = cell.get(key)
+            count = len(entries) if isinstance(entries, list) else 0
+            if count > limit:
+                raise _TooLarge(f"{shown} lists {count:,} {what}, more than karyo opens in "
+                                f"one cell (at most {limit:,}); hand-edited or merged?")
+        chromosomes = cell.get("chromosomes")
+        total += len(chromosomes) if isinstance(chromosomes, list) else 0
+    if total > MAX_CASE_CHROMOSOMES:
+        raise _TooLarge(f"the case file lists {total:,} chromosomes, more than karyo opens as "
+                        f"one case (at most {MAX_CASE_CHROMOSOMES:,}); split it into several")
 
 
 def _correction(entry: Any) -> Correction:
@@ -470,7 +548,8 @@ def _correction(entry: Any) -> Correction:
     )
 
 
-def _cell_from_dict(data: dict[str, Any], base: Path) -> Cell:
+def _cell_from_dict(data: dict[str, Any], base: Path, case_budget: PixelBudget | None = None
+                    ) -> Cell:
     cell = Cell(
         name=_text(data["name"], "name"),
         source=_absolute_path(_text(data.get("source"), "source", optional=True), base),
@@ -479,6 +558,9 @@ def _cell_from_dict(data: dict[str, Any], base: Path) -> Cell:
         finder_id=_text(data.get("finder_id"), "finder_id", optional=True),
         audit=[_correction(entry) for entry in _of_kind(data["audit"], list, "'audit'")],
     )
+    stored_digest = _text(data.get("sign_off_digest"), "sign_off_digest", optional=True)
+    budget = PixelBudget.for_cell(case_budget)
+    not_read = 0  # crops left unread once a budget was spent
     state, saved_size = "none", None
     if data.get("metaphase") is not None:
         cell.metaphase, state = _metaphase_from_dict(data["metaphase"], cell.name, base,
@@ -490,13 +572,21 @@ def _cell_from_dict(data: dict[str, Any], base: Path) -> Cell:
         chromosome.region = _region_from_dict(chromosome_data, chromosome.id, saved_size,
                                               cell.problems)
         if chromosome.region is None:
-            _attach_image(chromosome, chromosome_data, cell.problems)
+            if budget.exhausted is not None:
+                chromosome.flags.add(Flag.IMAGE_MISSING)
+                not_read += 1
+            else:
+                _attach_image(chromosome, chromosome_data, cell.problems, budget)
             if chromosome_data.get("region") is not None and chromosome.image is None:
                 chromosome.flags.add(Flag.IMAGE_MISSING)
         elif cell.metaphase is not None and state == "missing":
             chromosome.flags.add(Flag.IMAGE_MISSING)
         elif cell.metaphase is not None and _fits(chromosome.region, cell.metaphase):
-            chromosome.image = cut_crop(cell.metaphase.pixels, chromosome.region)
+            if budget.exhausted is not None:
+                chromosome.flags.add(Flag.IMAGE_MISSING)
+                not_read += 1
+            else:
+                _cut_within_budget(chromosome, cell, budget)
         else:  # the image changed size since the case was saved
             chromosome.flags.add(Flag.IMAGE_CHANGED)
             outside += 1
@@ -508,8 +598,55 @@ def _cell_from_dict(data: dict[str, Any], base: Path) -> Cell:
             f"cell {cell.name}: {outside} chromosome(s) lie outside the metaphase image as it "
             "is now; they keep their labels but cannot be shown"
         )
+    if not_read:
+        spent = budget.exhausted or budget
+        cell.problems.append(f"cell {cell.name}: {not_read} more crop(s) {spent.message()}; "
+                             "they keep their labels but cannot be shown")
     _rename_duplicates(cell)
+    if cell.status is CellStatus.SIGNED_OFF:
+        _check_sign_off(cell, stored_digest)
     return cell
+
+
+def _cut_within_budget(chromosome: Chromosome, cell: Cell, budget: PixelBudget) -> None:
+    """The chromosome's crop cut from its metaphase, its box's pixels taken from the budget
+    first; refused: flagged image_missing, the reason in the cell's problems."""
+    x0, y0, x1, y1 = chromosome.region.box
+    try:
+        budget.take(f"chromosome {chromosome.id} of cell {cell.name}", (x1 - x0) * (y1 - y0))
+    except PixelBudgetExceeded as error:
+        chromosome.flags.add(Flag.IMAGE_MISSING)
+        cell.problems.append(str(error))
+        return
+    chromosome.image = cut_crop(cell.metaphase.pixels, chromosome.region)
+
+
+def _check_sign_off(cell: Cell, stored: str | None) -> None:
+    """Keep a sign-off only when the digest saved with it is that of the cell as loaded;
+    otherwise the cell opens as reviewed, "modified outside karyo", and says why."""
+    expected = sign_off_digest(cell)
+    if stored is not None and stored == expected:  # nothing secret: == is fine
+        cell.sign_off_digest = stored
+        return
+    signed = last_sign_off(cell)
+    claim = ("" if signed is None
+             else f" by {signed.by} on {signed.at.strftime('%Y-%m-%d %H:%M')}")
+    if expected is None:
+        why = "its audit trail records no sign-off"
+    elif stored is None:
+        why = ("the case file holds no sign-off digest: signed by a karyo that did not record "
+               "one, or marked signed off by hand")
+    else:
+        why = "its labels, edits or audit trail are not those that were signed off"
+    problem = (f"cell {cell.name}: sign-off{claim} modified outside karyo ({why}); opened as "
+               "reviewed, not signed off: check the cell and sign it off again")
+    cell.status = CellStatus.REVIEWED
+    cell.sign_off_digest = None
+    cell.sign_off_problem = problem
+    cell.problems.append(problem)
+    cell.audit.append(Correction("", "status", CellStatus.SIGNED_OFF.value,
+                                 CellStatus.REVIEWED.value, "karyo (sign-off not verified)",
+                                 now_utc()))
 
 
 def _rename_duplicates(cell: Cell) -> None:
@@ -726,14 +863,20 @@ def _absolute_path(path: str | None, base: Path) -> str | None:
     return str(base / path) if not Path(path).is_absolute() else path
 
 
-def _attach_image(chromosome: Chromosome, data: dict[str, Any], problems: list[str]) -> None:
+def _attach_image(chromosome: Chromosome, data: dict[str, Any], problems: list[str],
+                  budget: PixelBudget | None = None) -> None:
     try:
         if chromosome.source_path is None:
             if "image_png" in data:
-                png = base64.b64decode(data["image_png"], validate=True)
-                chromosome.image = decode_crop(png, f"embedded image of {chromosome.id}")
+                shown = f"embedded image of {chromosome.id}"
+                encoded = data["image_png"]
+                if isinstance(encoded, str) and len(encoded) > images.MAX_CROP_BYTES * 4 // 3 + 4:
+                    raise CropReadError(shown, f"more than {images.MAX_CROP_BYTES / 2**20:,.0f} "
+                                               "MiB, more than karyo reads for one image")
+                png = base64.b64decode(encoded, validate=True)
+                chromosome.image = decode_crop(png, shown, budget)
             return
-        chromosome.image, digest = read_crop_and_hash(chromosome.source_path)
+        chromosome.image, digest = read_crop_and_hash(chromosome.source_path, budget)
     except CropReadError as error:
         chromosome.flags.add(Flag.IMAGE_MISSING)
         problems.append(f"{display_path(error.path)}: {error.reason}")

@@ -8,7 +8,10 @@
 
 A crop that cannot be read never stops the others: its file and the reason go into
 ``Cell.problems`` and the rest of the cell loads. Only a cell with nothing usable at all
-raises CellLoadError.
+raises CellLoadError. What a cell may cost is bounded (see ``images``): at most
+MAX_CELL_FILES crops are read from one folder, and their decoded pixels come out of the
+cell's PixelBudget (and the case's, when one is given); once one is spent, the rest of the
+cell is not read and one line says how many crops were left.
 """
 
 from __future__ import annotations
@@ -18,17 +21,28 @@ import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from karyo_gui.core.case import Cell, Chromosome
-from karyo_gui.core.images import CropReadError, is_image_file, read_crop_and_hash
+from karyo_gui.core.images import (
+    CropReadError,
+    PixelBudget,
+    PixelBudgetExceeded,
+    is_image_file,
+    read_crop_and_hash,
+)
 from karyo_gui.core.labels import ChromosomeType
 
 _IGNORED_FILES = {"thumbs.db", "desktop.ini"}
 MAX_CELL_CHROMOSOMES = 120  # above a near-tetraploid cell (92) with some debris: not one cell
+# Counts. A case file never holds more than a folder opens: what karyo saves it opens again.
+MAX_CELL_FILES = 2000  # crops read from one cell folder (a whole slide's export is ~500)
+MAX_CASE_CELLS = 1000  # cells opened as one case (gband612, a whole lab's dataset, has 509)
+MAX_CASE_CHROMOSOMES = 200_000  # in one case: 500 metaphases of 300 found objects each
 
 
 class CellLoadError(Exception):
@@ -65,9 +79,17 @@ def is_cell_folder(folder: Path) -> bool:
     )
 
 
-def load_cell(folder: str | os.PathLike, name: str | None = None) -> Cell:
-    """A cell from a flat folder of crops or a folder of class sub-folders (or both)."""
+def load_cell(folder: str | os.PathLike, name: str | None = None,
+              case_budget: PixelBudget | None = None) -> Cell:
+    """A cell from a flat folder of crops or a folder of class sub-folders (or both).
+
+    Its crops' decoded pixels come out of a new cell budget, and out of ``case_budget``
+    when given; a case budget already spent raises CellLoadError before anything is read.
+    """
     folder = Path(folder)
+    spent = case_budget.exhausted if case_budget is not None else None
+    if spent is not None:
+        raise CellLoadError(f"{display_path(folder)}: {spent.message()}")
     entries = _list_folder(folder)
     problems: list[str] = []
     crops: list[tuple[Path, ChromosomeType | None]] = []
@@ -93,10 +115,22 @@ def load_cell(folder: str | os.PathLike, name: str | None = None) -> Cell:
         elif _is_crop_candidate(entry, problems):
             crops.append((entry, None))
 
+    if len(crops) > MAX_CELL_FILES:
+        problems.append(
+            f"{display_path(folder)}: {len(crops):,} image files, far more than one cell "
+            f"holds; only the first {MAX_CELL_FILES} were read (give each cell its own folder)"
+        )
+        crops = crops[:MAX_CELL_FILES]
+    budget = PixelBudget.for_cell(case_budget)
     chromosomes = []
-    for path, chromosome_type in crops:
+    for index, (path, chromosome_type) in enumerate(crops):
         try:
-            image, digest = read_crop_and_hash(path)
+            image, digest = read_crop_and_hash(path, budget)
+        except PixelBudgetExceeded as error:
+            left = len(crops) - index - 1
+            more = f"; {left} more crop(s) of this cell not read either" if left else ""
+            problems.append(f"{display_path(error.path)}: {error.reason}{more}")
+            break
         except CropReadError as error:
             problems.append(f"{display_path(error.path)}: {error.reason}")
             continue
@@ -188,8 +222,16 @@ def load_dataset(
     cells: Iterable[str] | str | os.PathLike | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 4,
+    case_budget: PixelBudget | None = None,
+    max_cells: int | None = None,
+    max_chromosomes: int | None = None,
 ) -> Dataset:
-    """All cells under ``root``, or those named by ``cells`` (names, or a list file)."""
+    """All cells under ``root``, or those named by ``cells`` (names, or a list file).
+
+    Opened as one case (``case_budget``, ``max_cells``, ``max_chromosomes``): the crops'
+    decoded pixels come out of the case's budget, at most ``max_cells`` cells are read and
+    at most ``max_chromosomes`` chromosomes kept, the cells left out named in the problems.
+    A training dataset has none of them (each cell still has its own budget)."""
     folder = cells_folder(root)
     if not folder.is_dir():
         raise CellLoadError(f"{display_path(root)}: dataset folder not found")
@@ -209,12 +251,27 @@ def load_dataset(
         else:
             problems.append(f"{display_path(folder / name)}: listed cell not found; skipped")
 
+    if max_cells is not None and len(wanted) > max_cells:
+        problems.append(
+            f"{display_path(folder)}: {len(wanted):,} cell folders, more than karyo opens as "
+            f"one case ({max_cells:,}); only the first {max_cells:,} were opened"
+        )
+        wanted = wanted[:max_cells]
     loaded: list[Cell] = []
+    load = partial(_try_load_cell, case_budget=case_budget)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = pool.map(_try_load_cell, (folder / name for name in wanted))
+        results = pool.map(load, (folder / name for name in wanted))
+        kept = 0
         for done, (cell, error) in enumerate(results, start=1):
+            if cell is not None and max_chromosomes is not None and (
+                    kept + len(cell) > max_chromosomes):
+                cell, error = None, (
+                    f"{display_path(cell.source or cell.name)}: not opened: the case would "
+                    f"hold more than {max_chromosomes:,} chromosomes, the most karyo opens "
+                    "as one case")
             if cell is not None:
                 loaded.append(cell)
+                kept += len(cell)
                 problems.extend(cell.problems)
             else:
                 problems.append(error)
@@ -230,9 +287,10 @@ def load_dataset(
     return Dataset(root=Path(root), cells=loaded, problems=problems)
 
 
-def _try_load_cell(folder: Path) -> tuple[Cell | None, str]:
+def _try_load_cell(folder: Path, case_budget: PixelBudget | None = None
+                   ) -> tuple[Cell | None, str]:
     try:
-        return load_cell(folder), ""
+        return load_cell(folder, case_budget=case_budget), ""
     except CellLoadError as error:
         return None, str(error)
 

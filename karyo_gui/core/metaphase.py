@@ -30,6 +30,7 @@ from karyo_gui.core.images import (
     _read_bytes,
     _to_grey8,
     content_hash,
+    jpeg_header_problem,
 )
 
 MAX_METAPHASE_PIXELS = 120_000_000  # refused above (a 10,000 x 12,000 scan); ~360 MB as RGB
@@ -104,6 +105,9 @@ def _regular_file_size(path: str | os.PathLike) -> int:
 
 def decode_metaphase(data: bytes, path: str | os.PathLike = "<memory>") -> MetaphaseImage:
     notes: list[str] = []
+    header_problem = jpeg_header_problem(data)  # Pillow's header walk is slow on crafted JPEGs
+    if header_problem:
+        raise MetaphaseReadError(path, header_problem)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -10,8 +10,6 @@ hundreds of pixels or more.
 from __future__ import annotations
 
 import os
-import stat
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,8 +18,10 @@ from PIL import Image
 from karyo_gui.core.annotations import is_annotated_folder
 from karyo_gui.core.case import Case, Cell
 from karyo_gui.core.case_file import CaseFileError, load_case
-from karyo_gui.core.images import is_image_file
+from karyo_gui.core.images import PixelBudget, image_header_size, is_image_file
 from karyo_gui.core.loaders import (
+    MAX_CASE_CELLS,
+    MAX_CASE_CHROMOSOMES,
     CellLoadError,
     _list_folder,
     class_of_folder,
@@ -66,9 +66,10 @@ def open_case(path: str | os.PathLike) -> Case:
     if is_metaphase_folder(path):
         return open_metaphase_folder(path)
     if is_cell_folder(path):
-        cell = load_cell(path)
+        cell = load_cell(path, case_budget=PixelBudget.for_case())
         return Case(case_id=_case_id(cell.name), cells=[cell])
-    dataset = load_dataset(path)
+    dataset = load_dataset(path, case_budget=PixelBudget.for_case(), max_cells=MAX_CASE_CELLS,
+                           max_chromosomes=MAX_CASE_CHROMOSOMES)
     per_cell = {problem for cell in dataset.cells for problem in cell.problems}
     return Case(
         case_id=display_path(path.name),
@@ -183,19 +184,14 @@ def is_metaphase_folder(folder: str | os.PathLike) -> bool:
 
 def image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) from the image file's header, without decoding its pixels; None
-    when it is not a regular file or its header cannot be read."""
+    when it is not a regular file (a pipe would block the open) or its header cannot be
+    read."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe would block the open
-            return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
+        return image_header_size(path)
     except Image.DecompressionBombError:
         return (2**31, 2**31)  # claims to be enormous: not a crop (the reader refuses it)
     except Exception:  # any unreadable header: the reader will say why
         return None
-    return int(width), int(height)
 
 
 def _is_image_entry(entry: Path) -> bool:

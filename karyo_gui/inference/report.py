@@ -70,6 +70,8 @@ def cell_report(result: CellResult, top: int = 3) -> dict:
         "karyotype": cell.karyotype,
         "count": len(cell),
         "sex": cell.sex,
+        # "signed_off" only for a sign-off whose digest checked out (see case_file)
+        "status": cell.status.value,
         "moved_by_assignment": len(result.moved),
         "low_confidence": len(result.low_confidence),
         "seconds": round(result.seconds, 4),

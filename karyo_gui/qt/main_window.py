@@ -5,15 +5,23 @@ the model's probabilities) on the right. A cell of a whole metaphase image shows
 beside the karyogram, its chromosomes outlined, with the tools that correct what the finder
 found (split, join, delete, add, separate a crossing). The model works in a thread of its
 own (:class:`ModelService`); every correction is an undoable command whose change goes into
-the cell's audit trail, and is autosaved to a recovery file at once.
+the cell's audit trail, and is autosaved to a recovery file at once (one per window).
+
+Opening reads in a thread of its own, behind a progress dialog with Cancel. A case file
+opened here is locked for the window (other windows are told it is open) and
+fingerprinted: Save checks that the file on disk is still what this window opened or last
+saved, and asks before replacing changes saved meanwhile elsewhere.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QEventLoop, Qt, QTimer
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -37,6 +45,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QProgressDialog,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -46,13 +55,26 @@ from PySide6.QtWidgets import (
 )
 
 from karyo_gui import __version__
+from karyo_gui.core.assignment import sex_uncertain
 from karyo_gui.core.case import Case, Cell, CellStatus
 from karyo_gui.core.case_file import SUFFIX, load_case, save_case
+from karyo_gui.core.file_guard import (
+    Fingerprint,
+    Holder,
+    LockState,
+    changed_on_disk,
+    end_session,
+    fingerprint,
+    new_session,
+    refresh_lock,
+    release_lock,
+    take_lock,
+)
 from karyo_gui.core.images import IMAGE_SUFFIXES, is_image_file
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.layout import LayoutStyle
 from karyo_gui.core.loaders import display_path
-from karyo_gui.core.opening import OpenError, example_case, open_case
+from karyo_gui.core.opening import example_case, open_case
 from karyo_gui.core.review import (
     LabelEdit,
     OrientationEdit,
@@ -65,6 +87,7 @@ from karyo_gui.core.review import (
     turn,
 )
 from karyo_gui.core.synthetic import EXAMPLE_KARYOTYPES
+from karyo_gui.qt.background import BackgroundRead
 from karyo_gui.qt.export import ReportInfo, export_karyogram_png, export_report_pdf
 from karyo_gui.qt.inspector import InspectorPanel
 from karyo_gui.qt.karyogram_view import (
@@ -89,9 +112,13 @@ from karyo_gui.qt.retrain import ModelHistoryDialog, RetrainDialog, reviewed_cas
 from karyo_gui.qt.settings import (
     Recovery,
     Settings,
+    claim_recovery,
     discard_recovery,
+    own_recovery,
+    owns_recovery,
     pending_recoveries,
-    recovery_path,
+    release_recovery,
+    set_aside_recovery,
     write_origin,
 )
 
@@ -103,6 +130,9 @@ IMAGE_FILTER = (
 MODEL_FILTER = "karyo model (*.safetensors);;All files (*)"
 TYPING_PAUSE_MS = 900  # after a lone 1 or 2, how long to wait for a second digit
 AUTOSAVE_DELAY_MS = 300  # edits within this time are autosaved together
+OPEN_POLL_MS = 20  # how often the window looks whether a case being read is ready
+OPEN_PROGRESS_AFTER_MS = 300  # a read taking longer shows its progress dialog
+RELOAD, SAVE_AS, OVERWRITE, CANCEL = "Reload", "Save as…", "Overwrite", "Cancel"
 STATUS_TEXT = {
     CellStatus.UNREVIEWED: "unreviewed",
     CellStatus.REVIEWED: "reviewed",
@@ -197,6 +227,23 @@ class MainWindow(QMainWindow):
         self.ask_on_close = True
         self.model_problem: str | None = None
         self.retrain_dialog: RetrainDialog | None = None
+        # this window's session: names its lock files and recovery files
+        self.session = new_session()
+        weakref.finalize(self, end_session, self.session)  # a window dropped unclosed
+        self._recovery: Path | None = None  # where this window autosaves the open case
+        self._opened: Fingerprint | None = None  # the case file as opened or last saved
+        self._lock: LockState | None = None  # this window's lock on its case file
+        self.shared_with: Holder | None = None  # another live window holding the case file
+        self.shared_notice: str | None = None
+        # answers a question instead of a dialog (tests; scripted use): (kind, text,
+        # choices) -> the choice
+        self.answer: Callable[[str, str, list[str]], str] | None = None
+        self._open_job: BackgroundRead | None = None
+        self._open_apply: Callable[[object], bool] | None = None
+        self.open_progress: QProgressDialog | None = None
+        self._open_timer = QTimer(self, interval=OPEN_POLL_MS)
+        self._open_timer.timeout.connect(self._poll_open)
+        self._model_requests: deque[tuple[str | None, bool, bool]] = deque()
         self._dirty = False
         self._stacks: dict[Cell, QUndoStack] = {}
         self._typed = TypedType()
@@ -319,8 +366,9 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_status()
         if load_model:
-            self.load_model(model if model is not None else self.settings.model_path,
-                            remember=False)
+            remembered = self.settings.model_path if model is None else None
+            self.load_model(model if model is not None else remembered, remember=False,
+                            fallback=remembered is not None)
 
     def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -483,26 +531,146 @@ class MainWindow(QMainWindow):
     # ---------------------------------------------------------------- opening
     def open_path(self, path: str | os.PathLike) -> bool:
         """Open a cell folder, a folder of cells, a case file, a metaphase image or a folder
-        of them; False (and a message) if not."""
+        of them; False (and a message) if not, or if cancelled. The read runs in a thread
+        (:meth:`start_open`); this waits for it with the window's events going on."""
+        job = self.start_open(path)
+        return job is not None and self.wait_for(job)
+
+    def start_open(self, path: str | os.PathLike, settle: bool = True
+                   ) -> BackgroundRead | None:
+        """Start reading ``path`` in the background, with a progress dialog and Cancel;
+        the case opens when the read is done. None when another read is under way."""
+        path = Path(path)
+
+        def read():
+            is_case_file = path.is_file() and not is_image_file(path)
+            # the fingerprint first: a change between it and the read is caught at Save
+            before = fingerprint(path) if is_case_file else None
+            return open_case(path), is_case_file, before
+
+        return self._start_read(read, f"Opening {display_path(path.name)}…", path,
+                                lambda result: self._opened_case(path, result, settle))
+
+    def _start_read(self, read, what: str, path: Path, apply: Callable[[object], bool]
+                    ) -> BackgroundRead | None:
+        if self._open_job is not None:
+            self.show_error(f"Still busy ({self._open_job.what[:-1]}): wait for it, or "
+                            "cancel it, first")
+            return None
+        job = BackgroundRead(read, what, str(path))
+        self._open_job, self._open_apply = job, apply
+        self.statusBar().showMessage(what)
+        dialog = QProgressDialog(what, "Cancel", 0, 0, self)
+        dialog.setWindowTitle("karyo")
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        dialog.setMinimumDuration(OPEN_PROGRESS_AFTER_MS)
+        dialog.canceled.connect(self.cancel_open)
+        self.open_progress = dialog
+        reading = weakref.ref(job)  # the timer must not keep a read (and its case) alive
+        QTimer.singleShot(OPEN_PROGRESS_AFTER_MS, self,
+                          lambda: self._reveal_progress(reading()))
+        self._open_timer.start()
+        return job
+
+    def _reveal_progress(self, job: BackgroundRead | None) -> None:
+        if job is not None and job is self._open_job and self.open_progress is not None:
+            self.open_progress.show()
+
+    def wait_for(self, job: BackgroundRead) -> bool:
+        """Run the window's events until ``job`` is opened, refused or cancelled."""
+        if job.outcome is None:
+            loop = QEventLoop()
+            job.when_settled.append(loop.quit)
+            loop.exec()
+        if job.outcome is None:  # the loop was ended from outside (the app quits)
+            self.cancel_open()
+        return bool(job.outcome)
+
+    def cancel_open(self) -> None:
+        """Cancel the read under way: the case that is open stays as it is."""
+        job = self._open_job
+        if job is None:
+            return
+        job.cancelled = True
+        self._end_read()
+        self.statusBar().showMessage(f"{job.what[:-1]}: cancelled", 8000)
+        job.settle(False)
+
+    def _end_read(self) -> None:
+        self._open_timer.stop()
+        self._open_job, self._open_apply = None, None
+        dialog, self.open_progress = self.open_progress, None
+        if dialog is not None:
+            dialog.canceled.disconnect(self.cancel_open)
+            dialog.hide()
+            dialog.deleteLater()
+
+    def _poll_open(self) -> None:
+        job, apply = self._open_job, self._open_apply
+        if job is None or not job.done:
+            return
+        self._end_read()
+        self.statusBar().clearMessage()
+        if job.error is not None:
+            self.show_error(job.error)  # the case that is open stays as it is
+            job.settle(False)
+            return
+        opened = False
         try:
-            case = open_case(path)
-        except OpenError as error:
-            self.show_error(str(error))  # the case that is open stays as it is
-            return False
-        if not self.settle_unsaved("opening another case"):
+            opened = bool(apply(job.result))
+        finally:  # whatever happens, whoever waits for the read stops waiting
+            job.result = None  # the case is the window's now (or dropped)
+            job.settle(opened)
+
+    def _opened_case(self, path: Path, result, settle: bool) -> bool:
+        case, is_case_file, before = result
+        if settle and not self.settle_unsaved("opening another case"):
             return False
         # Save writes a case file it was opened from, never over an image
-        is_case_file = Path(path).is_file() and not is_image_file(Path(path))
-        self.set_case(case, Path(path) if is_case_file else None,
-                      origin=str(Path(path).resolve()))
+        self.set_case(case, path if is_case_file else None, origin=str(path.resolve()))
+        self._opened = before
+        if is_case_file:
+            self._take_lock(path)
         self.settings.add_recent(path)
-        recovery = recovery_path(case.case_id, self.origin)
-        if recovery.is_file():
+        if self.shared_with is None and any(
+            r.origin == self.origin for r in pending_recoveries(self.session)
+        ):
             self.statusBar().showMessage(
                 "This case has autosaved edits that were never saved: "
                 "File > Recover unsaved edits", 20000,
             )
         return True
+
+    def _take_lock(self, path: Path, tell: bool = True) -> None:
+        """Lock the case file for this window; another live window holding it is told
+        (``tell``: in a message box too)."""
+        state = take_lock(path, self.session)
+        self._lock = state
+        self.shared_with = state.other
+        if state.other is not None:
+            text = (f"{display_path(path.name)} is open {state.other.describe()}. If both "
+                    "windows save it, one would replace the other's edits: karyo checks "
+                    "the file before each save and asks first.")
+            self.shared_notice = text
+            self.statusBar().showMessage(text, 30000)
+            if tell:
+                box = QMessageBox(QMessageBox.Icon.Warning, "Open elsewhere", text,
+                                  parent=self)
+                box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                box.open()
+        elif state.problem is not None:
+            self.statusBar().showMessage(state.problem, 10000)
+        self._update_title()
+
+    def _leave_case(self) -> None:
+        """The open case is replaced or the window closes: what this window held of it
+        (the lock, the recovery file) is let go."""
+        release_lock(self._lock, self.session)
+        release_recovery(self._recovery, self.session)
+        self._lock, self._recovery, self._opened = None, None, None
+        self.shared_with, self.shared_notice = None, None
 
     def open_example(self, karyotype: str = EXAMPLE_KARYOTYPES[0]) -> None:
         if self.settle_unsaved("opening the example cell"):
@@ -530,13 +698,15 @@ class MainWindow(QMainWindow):
             answer == QMessageBox.StandardButton.Save and not self.save()
         ):
             return False
-        if answer == QMessageBox.StandardButton.Discard:
-            discard_recovery(recovery_path(self.case.case_id, self.origin))
+        if answer == QMessageBox.StandardButton.Discard and self._recovery is not None:
+            discard_recovery(self._recovery)
+            self._recovery = None
         return True
 
     def offer_recovery(self) -> QMessageBox | None:
-        """At start: offer the edits an earlier session autosaved but never saved."""
-        found = pending_recoveries()
+        """At start: offer the edits an earlier session autosaved but never saved (not
+        those of another window still open)."""
+        found = pending_recoveries(self.session)
         if not found:
             return None
         more = (f"\n\nand {len(found) - 1} more (File > Recover unsaved edits)"
@@ -553,9 +723,12 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
         def answered() -> None:
-            self.pending_question = None
-            if box.clickedButton() is recover:
-                self.recover(found[0])
+            # read in the background, not waited for here: the box is being deleted
+            job = self.start_recover(found[0]) if box.clickedButton() is recover else None
+            if job is None:
+                self.pending_question = None
+            else:  # answered once the edits are open (or could not be)
+                job.when_settled.append(lambda: setattr(self, "pending_question", None))
 
         box.finished.connect(answered)
         self.pending_question = box
@@ -563,6 +736,7 @@ class MainWindow(QMainWindow):
         return box
 
     def set_case(self, case: Case, case_path: Path | None, origin: str = "") -> None:
+        self._leave_case()
         self.service.forget()
         self.undo_group.setActiveStack(None)
         for stack in self._stacks.values():
@@ -574,7 +748,9 @@ class MainWindow(QMainWindow):
         self.cell_list.blockSignals(True)
         self.cell_list.clear()
         for cell in case.cells:
-            self.cell_list.addItem(QListWidgetItem(self._cell_entry(cell)))
+            item = QListWidgetItem(self._cell_entry(cell))
+            item.setToolTip(cell.sign_off_problem or "")
+            self.cell_list.addItem(item)
         self.cell_list.blockSignals(False)
         self.cell_list.setCurrentRow(0)
         self._on_cell_chosen(0)
@@ -664,7 +840,7 @@ class MainWindow(QMainWindow):
 
     def _fill_recover_menu(self) -> None:
         self.recover_menu.clear()
-        found = pending_recoveries()
+        found = pending_recoveries(self.session)
         for recovery in found:
             self._action(self.recover_menu, recovery.describe(),
                          lambda r=recovery: self.recover(r))
@@ -673,16 +849,32 @@ class MainWindow(QMainWindow):
 
     def recover(self, recovery: Recovery) -> bool:
         """Open autosaved edits; they stay in the recovery file until the case is saved."""
-        try:
-            case = load_case(recovery.path)
-        except OpenError as error:
-            self.show_error(str(error))
-            return False
-        if not self.settle_unsaved("recovering other edits"):
-            return False
+        job = self.start_recover(recovery)
+        return job is not None and self.wait_for(job)
+
+    def start_recover(self, recovery: Recovery) -> BackgroundRead | None:
+        """Start reading autosaved edits in the background (see :meth:`recover`); None
+        when another read is under way. The window takes the recovery file over: a window
+        still autosaving into it moves to a file of its own at its next autosave."""
         origin = recovery.origin
         case_path = Path(origin) if origin.endswith(SUFFIX) else None
-        self.set_case(case, case_path, origin=origin)
+
+        def read():
+            return load_case(recovery.path), fingerprint(case_path) if case_path else None
+
+        return self._start_read(read, f"Recovering {recovery.case_id}…", recovery.path,
+                                lambda result: self._recovered(recovery, case_path, result))
+
+    def _recovered(self, recovery: Recovery, case_path: Path | None, result) -> bool:
+        case, on_disk = result
+        if not self.settle_unsaved("recovering other edits"):
+            return False
+        self.set_case(case, case_path, origin=recovery.origin)
+        self._recovery = recovery.path  # autosaved on into, removed by Save
+        own_recovery(recovery.path, self.session)
+        self._opened = on_disk  # Save checks the case file against what it is now
+        if case_path is not None and on_disk is not None:
+            self._take_lock(case_path)
         self._dirty = True
         self._update_title()
         self.statusBar().showMessage(f"Recovered {recovery.describe()}: save to keep it", 10000)
@@ -700,10 +892,15 @@ class MainWindow(QMainWindow):
             self.open_path(paths[0])
 
     # ---------------------------------------------------------------- the model
-    def load_model(self, checkpoint: str | os.PathLike | None, remember: bool = True) -> None:
-        """Load a model in the background; the one in use stays until the new one works."""
-        if remember:
-            self.settings.model_path = None if checkpoint is None else str(checkpoint)
+    def load_model(self, checkpoint: str | os.PathLike | None, remember: bool = True,
+                   fallback: bool = False) -> None:
+        """Load a model in the background; the one in use stays until the new one works.
+
+        ``remember``: once it has loaded (never before), the next start loads it too.
+        ``fallback``: if it fails, the shipped model is loaded instead, and the window says
+        which file failed and why (the model remembered from the last session)."""
+        self._model_requests.append(
+            (None if checkpoint is None else str(checkpoint), remember, fallback))
         self.model_label.setText("loading model…")
         self.service.load(checkpoint)
 
@@ -713,6 +910,10 @@ class MainWindow(QMainWindow):
             self.load_model(path)
 
     def _on_model_loaded(self, description: str) -> None:
+        checkpoint, remember, _ = (self._model_requests.popleft() if self._model_requests
+                                   else (None, False, False))
+        if remember:
+            self.settings.model_path = checkpoint
         self.model_problem = None
         self.model_label.setText(f"model {description}")
         device = self.service.classifier.device
@@ -722,6 +923,18 @@ class MainWindow(QMainWindow):
         )
 
     def _on_model_failed(self, message: str) -> None:
+        checkpoint, _, fallback = (self._model_requests.popleft() if self._model_requests
+                                   else (None, False, False))
+        if fallback and checkpoint is not None:
+            # kept in the settings: a share offline today is back tomorrow, and the lab
+            # gets its own model again rather than the shipped one without a word
+            text = (f"The model used last time, {display_path(checkpoint)}, could not be "
+                    f"loaded ({message}); using the shipped model instead. karyo tries that "
+                    "file again at the next start (Model > Use the shipped model forgets it)")
+            self.model_problem = text
+            self.show_error(text)
+            self.load_model(None, remember=False)
+            return
         self.model_problem = message
         loaded = self.service.classifier
         self.model_label.setText(f"model {loaded.description}" if loaded else "no model")
@@ -1171,15 +1384,32 @@ class MainWindow(QMainWindow):
         path = Path(path)
         if not path.name.endswith(SUFFIX):
             path = path.with_name(path.name + SUFFIX)
+        decision = self._check_on_disk(path)
+        if decision == SAVE_AS:
+            return self.save_as()
+        if decision == RELOAD:
+            self.reload_from_disk()
+            return False
+        if decision == CANCEL:
+            return False
         try:
             save_case(self.case, path)
         except (OSError, ValueError) as error:
             self.show_error(f"{display_path(path)}: could not save the case ({error})")
             return False
         self._autosave_timer.stop()
-        discard_recovery(recovery_path(self.case.case_id, self.origin))
+        if self._recovery is not None:
+            discard_recovery(self._recovery)
+            self._recovery = None  # the next edit is autosaved for the case file saved
+        moved = self.case_path is None or not _same_file(path, self.case_path)
+        self._opened = fingerprint(path)
         self.case_path = path
         self.origin = str(path.resolve())
+        if moved or self._lock is None or not self._lock.held:
+            release_lock(self._lock, self.session)
+            self._take_lock(path, tell=moved)
+        else:
+            refresh_lock(self._lock)
         self._dirty = False
         for stack in self._stacks.values():
             stack.setClean()
@@ -1187,6 +1417,65 @@ class MainWindow(QMainWindow):
         self._update_title()
         self.statusBar().showMessage(f"Saved {display_path(path)}", 5000)
         return True
+
+    def _check_on_disk(self, path: Path) -> str:
+        """Before Save writes the case file this window opened: is it still what was opened
+        or last saved here? If another window or workstation saved it meanwhile, ask:
+        Reload, Save as…, Overwrite or Cancel. OVERWRITE when nothing changed."""
+        if self.case_path is None or self._opened is None or not _same_file(
+            path, self.case_path
+        ):
+            return OVERWRITE
+        reason = changed_on_disk(path, self._opened)
+        if reason is None:
+            return OVERWRITE
+        name = display_path(path.name)
+        text = (f"{name} {reason} (by another window or workstation?). Saving would replace "
+                "those changes with this window's.\n\nReload: open the file as it is now "
+                "(this window's edits stay in File > Recover unsaved edits). Save as…: keep "
+                "both. Overwrite: replace it with this window's version.")
+        choice = self._ask("changed on disk", text, [RELOAD, SAVE_AS, OVERWRITE, CANCEL],
+                           default=CANCEL)
+        if choice == CANCEL:
+            self.last_error = f"{name} {reason}: not saved (File > Save case as… keeps both)"
+            self.statusBar().showMessage(self.last_error, 20000)
+        return choice
+
+    def _ask(self, kind: str, text: str, choices: list[str], default: str) -> str:
+        """One of ``choices``: from ``answer`` when set, else from a dialog (``default``
+        when the window asks nothing, see ``ask_on_close``)."""
+        if self.answer is not None:
+            choice = self.answer(kind, text, list(choices))
+            return choice if choice in choices else default
+        if not self.ask_on_close:
+            return default
+        box = QMessageBox(QMessageBox.Icon.Warning, "karyo", text,
+                          QMessageBox.StandardButton.NoButton, self)
+        buttons = {}
+        for choice in choices:
+            role = (QMessageBox.ButtonRole.RejectRole if choice == CANCEL
+                    else QMessageBox.ButtonRole.ActionRole)
+            button = box.addButton(choice, role)
+            buttons[button] = choice
+            if choice == default:
+                box.setDefaultButton(button)
+            if choice == CANCEL:
+                box.setEscapeButton(button)
+        box.exec()
+        return buttons.get(box.clickedButton(), default)
+
+    def reload_from_disk(self) -> bool:
+        """Open the case file again as it is on disk now; this window's unsaved edits are
+        autosaved first and set aside, so that File > Recover unsaved edits has them."""
+        path = self.case_path
+        if path is None:
+            return False
+        self.autosave()
+        if self._recovery is not None:
+            set_aside_recovery(self._recovery, self.session)
+            self._recovery = None
+        job = self.start_open(path, settle=False)
+        return job is not None and self.wait_for(job)
 
     def _schedule_autosave(self) -> None:
         self._autosave_timer.start()
@@ -1196,14 +1485,18 @@ class MainWindow(QMainWindow):
         self._autosave_timer.stop()
         if self.case is None or not self._dirty:
             return None
-        recovery = recovery_path(self.case.case_id, self.origin)
         try:
+            if self._recovery is None or not owns_recovery(self._recovery, self.session):
+                # this window's own: another window on the case has its own
+                self._recovery = claim_recovery(self.case.case_id, self.origin, self.session)
+            recovery = self._recovery
             recovery.parent.mkdir(parents=True, exist_ok=True)
             write_origin(recovery, self.origin)  # first: a recovery file always has its origin
             save_case(self.case, recovery)
         except (OSError, ValueError) as error:
             self.statusBar().showMessage(f"Autosave failed: {error}", 10000)
             return None
+        refresh_lock(self._lock)
         return recovery
 
     # ----------------------------------------------------------------- export
@@ -1263,7 +1556,17 @@ class MainWindow(QMainWindow):
             self.view.editable = False
             return
         self.count_label.setText(f"{len(cell)} chromosomes")
-        self.sex_label.setText(f"sex {cell.sex or '?'}" if cell.is_classified else "")
+        doubtful = cell.is_classified and sex_uncertain(cell)
+        self.sex_label.setText(
+            ("sex uncertain (confirm the X/Y calls)" if doubtful else f"sex {cell.sex or '?'}")
+            if cell.is_classified else ""
+        )
+        self.sex_label.setStyleSheet("color: #b45309; font-weight: bold;" if doubtful else "")
+        self.sex_label.setToolTip(
+            f"karyo reads {cell.sex or '?'}, but an X or Y call is below the confidence a sex "
+            "call needs: check the chromosomes flagged 'sex uncertain' (N goes there) and "
+            "confirm or move them" if doubtful else ""
+        )
         flagged = sum(needs_review(c) for c in cell.chromosomes)
         self.flag_label.setText(f"{flagged} flagged" if flagged else "nothing flagged")
         self.karyotype_label.setText(self._karyotype_text(cell))
@@ -1284,7 +1587,8 @@ class MainWindow(QMainWindow):
 
     @classmethod
     def _cell_entry(cls, cell: Cell) -> str:
-        return f"{cell.name}\n{cls._karyotype_text(cell)} · {STATUS_TEXT[cell.status]}"
+        warning = "\n⚠ sign-off modified outside karyo" if cell.sign_off_problem else ""
+        return f"{cell.name}\n{cls._karyotype_text(cell)} · {STATUS_TEXT[cell.status]}{warning}"
 
     def _refresh_cell_entry(self, cell: Cell) -> None:
         if self.case is not None and cell in self.case.cells:
@@ -1326,7 +1630,8 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         what = self.case_path.name if self.case_path else (self.case.case_id if self.case else "")
-        self.setWindowTitle(f"{what}[*] — karyo" if what else "karyo")
+        elsewhere = " (also open elsewhere)" if self.shared_with is not None else ""
+        self.setWindowTitle(f"{what}[*]{elsewhere} — karyo" if what else "karyo")
         self.setWindowModified(self._dirty)
 
     def _about(self) -> None:
@@ -1353,6 +1658,7 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def closeEvent(self, event) -> None:
+        self.cancel_open()  # a read under way is dropped; the case open stays to settle
         if not self.settle_unsaved("closing"):
             event.ignore()
             return
@@ -1368,4 +1674,10 @@ class MainWindow(QMainWindow):
         self.settings.store.setValue("window/state", self.saveState())
         self.settings.sync()
         self.service.shutdown()
+        self._leave_case()  # the lock goes; unsaved edits become a recovery to offer
+        end_session(self.session)
         super().closeEvent(event)
+
+
+def _same_file(first: str | os.PathLike, second: str | os.PathLike) -> bool:
+    return os.path.realpath(first) == os.path.realpath(second)

@@ -2,7 +2,12 @@
 
 Settings (window state, recent files, reviewer name, the model last loaded...) live in an
 INI file in the user's config folder; autosaved edits that were never saved live in the
-user's data folder, one case file per case, so that a crash loses nothing.
+user's data folder, one case file per case and window, so that a crash loses nothing.
+
+A recovery file is owned by the window (session) autosaving into it (``NAME.owner``
+beside it, see :mod:`karyo_gui.core.file_guard`): a second window on the same case
+autosaves into a file of its own, and the recovery offered at start lists only the files
+of windows that are no longer running.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +26,7 @@ from PySide6.QtCore import QSettings
 
 from karyo_gui.core.case import current_user
 from karyo_gui.core.case_file import SUFFIX, remove_orphan_temporaries, write_atomically
+from karyo_gui.core.file_guard import live_holder, read_holder, write_holder
 
 APP = "karyo"
 MAX_RECENT = 10
@@ -77,7 +84,8 @@ class Settings:
 
     @property
     def model_path(self) -> str | None:
-        """The model file the user loaded last (None: the shipped model)."""
+        """The model file the user loaded last, remembered once it had loaded (None: the
+        shipped model)."""
         return self._get("model/path", "") or None
 
     @model_path.setter
@@ -140,19 +148,29 @@ class Recovery:
         return f"{self.case_id} ({where}), {self.saved:%Y-%m-%d %H:%M}"
 
 
-def recovery_path(case_id: str, origin: str | os.PathLike | None) -> Path:
-    """Where the edits of this case are autosaved: one file per case and origin."""
+def recovery_path(case_id: str, origin: str | os.PathLike | None,
+                  session: str | None = None) -> Path:
+    """Where the edits of this case are autosaved: one file per case and origin, and, for
+    a window whose case another live window autosaves already, one of its ``session``."""
     # a folder name that is not valid UTF-8 is kept as its bytes (surrogateescape)
     key = hashlib.sha256(
         f"{case_id}\0{origin or ''}".encode("utf-8", "surrogateescape")
     ).hexdigest()[:12]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in case_id)[:40] or "case"
-    return recovery_dir() / f"{safe}-{key}{SUFFIX}"
+    tag = f"~{session}" if session else ""
+    return recovery_dir() / f"{safe}-{key}{tag}{SUFFIX}"
+
+
+_RECOVERY_NAME = re.compile(r"^(?P<case>.*)-[0-9a-f]{12}(?:~[A-Za-z0-9]+)?$")
+
+
+def _sidecar(recovery: Path, kind: str) -> Path:
+    return recovery.with_name(f"{recovery.name}.{kind}")
 
 
 def write_origin(recovery: Path, origin: str | os.PathLike | None) -> None:
     """Note where the case came from beside its recovery file (atomically: kills happen)."""
-    origin_file = recovery.with_name(recovery.name + ".origin")
+    origin_file = _sidecar(recovery, "origin")
     text = str(origin or "")
     try:
         unchanged = origin_file.read_text(encoding="utf-8", errors="surrogateescape") == text
@@ -162,22 +180,89 @@ def write_origin(recovery: Path, origin: str | os.PathLike | None) -> None:
         write_atomically(origin_file, text, errors="surrogateescape")
 
 
+def recovery_holder(recovery: Path, session: str | None = None):
+    """The live window (other than ``session``) autosaving into ``recovery``, or None."""
+    return live_holder(_sidecar(recovery, "owner"), session)
+
+
+def claim_recovery(case_id: str, origin: str | os.PathLike | None, session: str) -> Path:
+    """The recovery file a window (``session``) autosaves this case into, marked as its
+    own: the case's file, unless another live window autosaves into it; then the
+    window's own. A file left by a window that is gone is taken over."""
+    shared = recovery_path(case_id, origin)
+    path = shared if recovery_holder(shared, session) is None else recovery_path(
+        case_id, origin, session)
+    own_recovery(path, session)
+    return path
+
+
+def owns_recovery(recovery: Path, session: str) -> bool:
+    """Whether ``session`` still autosaves into ``recovery`` (no other window took it over
+    to recover its edits)."""
+    found = read_holder(_sidecar(recovery, "owner"))
+    return found is not None and found[0].session == session
+
+
+def own_recovery(recovery: Path, session: str) -> None:
+    """Mark ``recovery`` as autosaved by ``session`` (best effort: a missing owner file
+    only makes the recovery look like a crashed window's)."""
+    owner = _sidecar(recovery, "owner")
+    found = read_holder(owner)
+    if found is not None and found[0].session == session:
+        return
+    with contextlib.suppress(OSError):
+        owner.parent.mkdir(parents=True, exist_ok=True)
+        write_holder(owner, session)
+
+
+def release_recovery(recovery: Path | None, session: str) -> None:
+    """The window leaves the case (another case opened, the window closed): its unsaved
+    edits, if any, become a recovery any window is offered."""
+    if recovery is None:
+        return
+    owner = _sidecar(recovery, "owner")
+    found = read_holder(owner)
+    if found is not None and found[0].session == session:
+        owner.unlink(missing_ok=True)
+
+
+def set_aside_recovery(recovery: Path, session: str) -> Path | None:
+    """Move a window's recovery file out of the way under a name of its own (the window
+    reloads its case: the edits it had stay recoverable); the new path, or None."""
+    if not recovery.is_file():
+        return None
+    stem = recovery.name[: -len(SUFFIX)].split("~", 1)[0]
+    moved = recovery.with_name(f"{stem}~{session}t{time.time_ns()}{SUFFIX}")
+    try:
+        origin = _sidecar(recovery, "origin")
+        if origin.is_file():
+            os.replace(origin, _sidecar(moved, "origin"))
+        os.replace(recovery, moved)
+    except OSError:
+        return None
+    release_recovery(recovery, session)
+    return moved
+
+
 def discard_recovery(recovery: Path) -> None:
     """Drop a case's autosaved edits (saved or discarded), and what killed autosaves left."""
-    for path in (recovery, recovery.with_name(recovery.name + ".origin")):
+    for path in (recovery, _sidecar(recovery, "origin"), _sidecar(recovery, "owner")):
         path.unlink(missing_ok=True)
         remove_orphan_temporaries(path)  # else only a later autosave of this case would
 
 
-def pending_recoveries() -> list[Recovery]:
-    """Autosaved edits that were never saved, newest first."""
+def pending_recoveries(session: str | None = None) -> list[Recovery]:
+    """Autosaved edits that were never saved, newest first. With ``session`` (the window
+    asking), those another live window is autosaving into are left out."""
     folder = recovery_dir()
     if not folder.is_dir():
         return []
     found = []
     for path in folder.glob(f"*{SUFFIX}"):
-        origin_file = path.with_name(path.name + ".origin")
+        origin_file = _sidecar(path, "origin")
         try:
+            if not path.is_file():
+                continue
             origin = (
                 origin_file.read_text(encoding="utf-8", errors="surrogateescape")
                 if origin_file.is_file() else ""
@@ -185,6 +270,10 @@ def pending_recoveries() -> list[Recovery]:
             saved = datetime.fromtimestamp(path.stat().st_mtime)
         except (OSError, UnicodeDecodeError):
             continue
-        case_id = path.name[: -len(SUFFIX)].rsplit("-", 1)[0]
+        if session is not None and recovery_holder(path, session) is not None:
+            continue  # another window is open on it: its edits are not lost
+        stem = path.name[: -len(SUFFIX)]
+        named = _RECOVERY_NAME.match(stem)
+        case_id = named["case"] if named else stem.rsplit("-", 1)[0]
         found.append(Recovery(path, origin, case_id, saved))
     return sorted(found, key=lambda r: r.saved, reverse=True)
