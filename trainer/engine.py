@@ -526,7 +526,8 @@ class TrainingRun:
             # ties go to the trained weights (first in the dict)
             weights = max(scores, key=lambda name: scores[name]["selection"])
             for key in ("crop_accuracy", "macro_recall", "macro_auc", *self._lab_keys()):
-                record[f"val_{key}"] = scores[weights][key]
+                if key in scores[weights]:  # a lab may have no crops among the held-out cells
+                    record[f"val_{key}"] = scores[weights][key]
             accuracy = scores[weights]["selection"]
         else:
             weights = "average" if self.ema is not None else "trained"
