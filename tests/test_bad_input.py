@@ -312,10 +312,14 @@ def test_a_cell_folder_whose_name_is_not_utf8_opens_saves_and_exports(window, tm
     assert reopened.cells[0].karyotype == "46,XX"
 
 
-def test_opening_another_case_right_after_an_edit_keeps_the_edit_for_recovery(edited, tmp_path):
-    window, _, _ = edited  # edited a moment ago: the 0.3 s autosave has not run
+def test_opening_another_case_right_after_an_edit_keeps_the_edit_for_recovery(window, tmp_path):
+    other = saved_case(tmp_path / "other")
+    folder = write_cell(generate_cell("46,XY", seed=5), tmp_path / "P7.1.tiff", labelled=False)
+    assert window.open_path(folder)
+    window._autosave_timer.setInterval(3_600_000)  # the edit's autosave has not run yet
+    window.reassign(window.current_cell.chromosomes[0].id, T.CHR21)
     assert pending_recoveries() == []
-    assert window.open_path(saved_case(tmp_path / "other"))
+    assert window.open_path(other)
     (recovery,) = pending_recoveries()
     assert load_case(recovery.path).cells[0].chromosomes[0].manual.label is T.CHR21
 

@@ -37,6 +37,11 @@ def add_finder_parser(commands) -> argparse.ArgumentParser:
     )
     parser.add_argument("--name", default="karyo-finder")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--init",
+        help="start from this finder model file's weights (its architecture), e.g. to train "
+        "the shipped finder further",
+    )
     return parser
 
 

@@ -40,10 +40,12 @@ from karyo_gui.core.metaphase import (
 from trainer.devices import pick_device
 from trainer.finder import (
     STRIDE,
+    FinderError,
     FinderHeader,
     FinderNet,
     decode,
     finder_input,
+    load_finder,
     save_finder,
 )
 from trainer.finder_cli import check_finder_args
@@ -335,7 +337,18 @@ def train_finder(args: argparse.Namespace) -> int:
         print("train-finder: no usable metaphases to train or validate on", file=sys.stderr)
         return 2
 
-    net = FinderNet(args.arch, args.channels).to(device)
+    if getattr(args, "init", None):
+        try:
+            net, start = load_finder(args.init, device)
+        except FinderError as error:
+            print(f"train-finder: --init {error}", file=sys.stderr)
+            return 2
+        args.arch, args.channels, args.input_width = start.arch, start.channels, start.input_width
+        print(f"starting from {Path(args.init).name} ({start.arch}, {start.model_id})", flush=True)
+        net.train()
+    else:
+        start = None
+        net = FinderNet(args.arch, args.channels).to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = max(1, len(train_samples) // args.batch_size)
     total = steps_per_epoch * args.epochs
@@ -376,6 +389,8 @@ def train_finder(args: argparse.Namespace) -> int:
         "n_train": len(train_samples),
         "n_val": len(val_samples),
     }
+    if start is not None:
+        training_data["init"] = {"name": start.name, "model_id": start.model_id}
 
     def on_signal(*_):
         _Stop.requested = True
