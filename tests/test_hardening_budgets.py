@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 from PIL import ImageFile
 
-from karyo_gui.core import case_file, images, loaders, opening
+from karyo_gui.core import case_file, images, loaders, metaphase, opening
 from karyo_gui.core.case import Case, CellStatus, Flag
 from karyo_gui.core.case_file import CaseFileError, load_case, save_case
 from karyo_gui.core.images import CropReadError, decode_crop, read_crop
 from karyo_gui.core.labels import ChromosomeType as T
 from karyo_gui.core.loaders import load_cell, write_cell
-from karyo_gui.core.synthetic import generate_cell
+from karyo_gui.core.synthetic import generate_cell, generate_metaphase
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs and devices")
 
@@ -481,3 +481,79 @@ def test_a_metaphase_jpeg_crafted_with_thousands_of_segments_is_refused_within_a
     assert time.process_time() - start < 1.0
     path.write_bytes(encoded.tobytes())
     assert read_metaphase(path).pixels.shape == (400, 500)
+
+
+def metaphase_folder(folder: pathlib.Path, count: int) -> tuple[pathlib.Path, int]:
+    """``count`` generated metaphase PNGs in ``folder``; the pixels of one."""
+    folder.mkdir(parents=True)
+    pixels = 0
+    for number in range(count):
+        image = generate_metaphase("46,XY", seed=number).pixels
+        cv2.imwrite(str(folder / f"slide{number}.png"), image)
+        pixels = max(pixels, image.size)
+    return folder, pixels
+
+
+def test_a_folder_of_metaphase_images_is_bounded_by_the_case_budget(tmp_path, monkeypatch):
+    folder, one = metaphase_folder(tmp_path / "slides", 5)
+    monkeypatch.setattr(metaphase, "MAX_CASE_METAPHASE_PIXELS", int(2.5 * one))
+    case = opening.open_case(folder)
+    held = sum(cell.metaphase.pixels.size for cell in case.cells)
+    assert held <= 2.5 * one
+    assert 2 <= len(case.cells) < 5
+    refused = [p for p in case.problems if "not read" in p]
+    assert len(refused) == 5 - len(case.cells), case.problems
+    assert "slide" in refused[0] and "images of this case" in refused[0]
+    assert "megapixels" in refused[0]
+
+
+def test_metaphase_images_of_a_case_file_past_the_budget_keep_their_cells(
+    tmp_path, monkeypatch
+):
+    folder, one = metaphase_folder(tmp_path / "slides", 3)
+    case = opening.open_case(folder)
+    case.cells[0].chromosomes = []  # nothing found yet: the cells hold only their images
+    path = tmp_path / f"case{case_file.SUFFIX}"
+    save_case(case, path)
+    monkeypatch.setattr(images, "MAX_CASE_PIXELS", int(1.5 * one))
+    reopened = load_case(path)
+    assert [c.name for c in reopened.cells] == [c.name for c in case.cells]  # nothing dropped
+    stand_ins = [c for c in reopened.cells if c.metaphase.missing]
+    assert 1 <= len(stand_ins) < 3
+    problems = [p for c in stand_ins for p in c.problems]
+    assert all("images of this case" in p for p in problems), problems
+    assert all(c.metaphase.pixels.strides == (0, 0) for c in stand_ins)  # no memory taken
+    save_case(reopened, tmp_path / f"again{case_file.SUFFIX}")
+    monkeypatch.setattr(images, "MAX_CASE_PIXELS", 10 * one)
+    again = load_case(tmp_path / f"again{case_file.SUFFIX}")
+    assert not any(c.metaphase.missing for c in again.cells)  # the paths were kept
+
+
+def test_a_blank_frame_is_told_apart_from_a_metaphase_at_a_glance(tmp_path):
+    from karyo_gui.core.metaphase import has_dark_objects
+
+    blank = np.full((4096, 4096), 255, np.uint8)
+    blank[2048, :2048] = 0  # a scratch: one pixel thin
+    assert not has_dark_objects(blank)
+    assert not has_dark_objects(np.full((800, 800), 200, np.uint8))
+    assert has_dark_objects(generate_metaphase("46,XY", seed=1).pixels)
+    assert has_dark_objects(generate_metaphase("45,X", seed=2, size=3000).pixels)
+    cpu = time.process_time()
+    has_dark_objects(blank)
+    assert time.process_time() - cpu < 0.5
+
+
+def test_classify_on_a_folder_of_blank_frames_says_so_quickly(tmp_path, capsys):
+    from karyo_gui.cli import main
+
+    folder = tmp_path / "blank"
+    folder.mkdir()
+    for number in range(4):
+        (folder / f"slide{number}.png").write_bytes(white_png(4096, 4096))
+    cpu = time.process_time()
+    assert main(["classify", str(folder), "--device", "cpu", "--json",
+                 str(tmp_path / "r.json")]) == 0
+    assert time.process_time() - cpu < 30  # searched, each would take seconds of the net
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["cells"] == []
+    assert sum("no chromosomes found" in p for p in report["problems"]) == 4

@@ -564,7 +564,7 @@ def _cell_from_dict(data: dict[str, Any], base: Path, case_budget: PixelBudget |
     state, saved_size = "none", None
     if data.get("metaphase") is not None:
         cell.metaphase, state = _metaphase_from_dict(data["metaphase"], cell.name, base,
-                                                     cell.problems)
+                                                     cell.problems, budget)
         saved_size = (data["metaphase"]["width"], data["metaphase"]["height"])
     outside = 0
     for chromosome_data in _of_kind(data["chromosomes"], list, "'chromosomes'"):
@@ -681,8 +681,8 @@ def _fits(region: Region, metaphase: MetaphaseImage) -> bool:
     return region.box[2] <= metaphase.width and region.box[3] <= metaphase.height
 
 
-def _metaphase_from_dict(data: Any, cell_name: str, base: Path, problems: list[str]
-                         ) -> tuple[MetaphaseImage, str]:
+def _metaphase_from_dict(data: Any, cell_name: str, base: Path, problems: list[str],
+                         budget: PixelBudget | None = None) -> tuple[MetaphaseImage, str]:
     """The cell's metaphase image read again, and its state: "ok", "changed" (content hash
     or size differ from the saved ones) or "missing" (unreadable: a white stand-in of the
     saved size, so that the regions and labels still load and save)."""
@@ -704,11 +704,22 @@ def _metaphase_from_dict(data: Any, cell_name: str, base: Path, problems: list[s
             raise TypeError(f"metaphase {key!r} must be text or null")
     source = _absolute_path(source, base)
 
-    def stand_in(reason: str) -> tuple[MetaphaseImage, str]:
+    def stand_in(reason: str, spent: bool = False) -> tuple[MetaphaseImage, str]:
         problems.append(f"{reason}; the chromosomes keep their labels but cannot be shown")
-        pixels = np.full((height, width), 255, dtype=np.uint8)
+        if spent:  # past the budget: a white stand-in that takes no memory (read-only)
+            pixels = np.broadcast_to(np.uint8(255), (height, width))
+        else:
+            pixels = np.full((height, width), 255, dtype=np.uint8)
         return MetaphaseImage(pixels, source, digest, float(scale), inverted,
                               notes=[reason], missing=True), "missing"
+
+    if budget is not None:
+        try:
+            budget.take(f"cell {cell_name}", width * height)
+        except PixelBudgetExceeded:
+            spent = budget.exhausted or budget
+            where = display_path(source) if source else f"cell {cell_name}"
+            return stand_in(f"{where}: {spent.message('images')}", spent=True)
 
     if source is None:
         encoded = data.get("image_png")

@@ -73,17 +73,19 @@ class PixelBudget:
     as ``parent``: a crop must fit both. Thread-safe (the cells of a folder load in
     parallel); once a ``take`` has been refused, ``refused`` tells the loaders to stop."""
 
-    def __init__(self, limit: int, scope: str, parent: PixelBudget | None = None) -> None:
+    def __init__(self, limit: int, scope: str, parent: PixelBudget | None = None,
+                 contents: str = "crops") -> None:
         self.limit = int(limit)
         self.scope = scope  # "cell" or "case", as the message says it
+        self.contents = contents  # "crops" or "images": what is decoded, as the message says
         self.parent = parent
         self.used = 0
         self.refused = False
         self._lock = parent._lock if parent is not None else threading.Lock()
 
     @classmethod
-    def for_case(cls) -> PixelBudget:
-        return cls(MAX_CASE_PIXELS, "case")
+    def for_case(cls, contents: str = "crops") -> PixelBudget:
+        return cls(MAX_CASE_PIXELS, "case", contents=contents)
 
     @classmethod
     def for_cell(cls, case: PixelBudget | None = None) -> PixelBudget:
@@ -101,8 +103,8 @@ class PixelBudget:
         """This budget or the first of its parents that has refused a crop, or None."""
         return next((budget for budget in self._chain() if budget.refused), None)
 
-    def message(self) -> str:
-        return (f"not read: the crops of this {self.scope} would pass "
+    def message(self, contents: str | None = None) -> str:
+        return (f"not read: the {contents or self.contents} of this {self.scope} would pass "
                 f"{self.limit / 1e6:,g} megapixels in all, the most karyo decodes for one "
                 f"{self.scope} (a real {self.scope} holds far less)")
 

@@ -37,6 +37,9 @@ MAX_METAPHASE_PIXELS = 120_000_000  # refused above (a 10,000 x 12,000 scan); ~3
 MAX_METAPHASE_SIDE = 4096  # larger images are downsampled to this, with a note
 MIN_METAPHASE_SIDE = 64
 MAX_METAPHASE_BYTES = 512 * 1024 * 1024
+# the metaphase images of one case opened from a folder: 500 camera frames of a megapixel
+# (cil24's are 0.45), or 30 of 4096 x 4096; all of them are held while the case is open
+MAX_CASE_METAPHASE_PIXELS = 500_000_000
 
 TYPICAL_WIDTH = 15.0  # chromosome width in pixels of a typical karyotyping camera (cil24)
 
@@ -169,6 +172,29 @@ def decode_metaphase(data: bytes, path: str | os.PathLike = "<memory>") -> Metap
         grey = 255 - grey
         notes.append("bright chromosomes on a dark background (fluorescent?): inverted")
     return MetaphaseImage(np.ascontiguousarray(grey), scale=scale, inverted=inverted, notes=notes)
+
+
+def decoded_pixels(width: int, height: int) -> int:
+    """Pixels karyo holds for a metaphase image of this size (larger ones are downsampled
+    to MAX_METAPHASE_SIDE on their longer side)."""
+    shrink = min(1.0, MAX_METAPHASE_SIDE / max(width, height, 1))
+    return max(1, round(width * shrink)) * max(1, round(height * shrink))
+
+
+GLANCE_SIDE = 512  # has_dark_objects looks at the image this small
+GLANCE_CONTRAST = 50  # grey levels below the background that count as stained
+GLANCE_PIXELS = 20  # stained pixels (at GLANCE_SIDE) below which nothing is there
+
+
+def has_dark_objects(grey: np.ndarray) -> bool:
+    """Whether the image holds anything stained at all: at most GLANCE_SIDE px on its longer
+    side, at least GLANCE_PIXELS pixels GLANCE_CONTRAST grey levels darker than the median
+    (the background). A blank or overexposed frame has none, and is told in milliseconds
+    instead of being searched (every real metaphase of cil24 has thousands)."""
+    shrink = min(1.0, GLANCE_SIDE / max(grey.shape))
+    small = downscaled(grey, shrink) if shrink < 1 else grey
+    background = float(np.median(small))
+    return int(np.count_nonzero(small < background - GLANCE_CONTRAST)) >= GLANCE_PIXELS
 
 
 def is_bright_on_dark(grey: np.ndarray) -> bool:

@@ -15,10 +15,16 @@ from pathlib import Path
 
 from PIL import Image
 
+from karyo_gui.core import metaphase
 from karyo_gui.core.annotations import is_annotated_folder
 from karyo_gui.core.case import Case, Cell
 from karyo_gui.core.case_file import CaseFileError, load_case
-from karyo_gui.core.images import PixelBudget, image_header_size, is_image_file
+from karyo_gui.core.images import (
+    PixelBudget,
+    PixelBudgetExceeded,
+    image_header_size,
+    is_image_file,
+)
 from karyo_gui.core.loaders import (
     MAX_CASE_CELLS,
     MAX_CASE_CHROMOSOMES,
@@ -31,7 +37,12 @@ from karyo_gui.core.loaders import (
     load_dataset,
     natural_key,
 )
-from karyo_gui.core.metaphase import MetaphaseImage, MetaphaseReadError, read_metaphase
+from karyo_gui.core.metaphase import (
+    MetaphaseImage,
+    MetaphaseReadError,
+    decoded_pixels,
+    read_metaphase,
+)
 from karyo_gui.core.synthetic import generate_cell
 
 OpenError = (CaseFileError, CellLoadError)
@@ -125,8 +136,10 @@ def open_metaphase_folder(folder: str | os.PathLike, case_id: str | None = None)
     stems = [path.stem for path in images]
     names = [path.name if stems.count(path.stem) > 1 else path.stem for path in images]
     cells: list[Cell] = []
+    budget = PixelBudget(metaphase.MAX_CASE_METAPHASE_PIXELS, "case", contents="images")
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for name, result in zip(names, pool.map(_try_metaphase_cell, images)):
+        reads = pool.map(lambda path: _try_metaphase_cell(path, budget), images)
+        for name, result in zip(names, reads):
             if isinstance(result, Cell):
                 result.name = display_path(name)
                 cells.append(result)
@@ -151,10 +164,16 @@ def metaphase_cell(path: Path) -> Cell:
     )
 
 
-def _try_metaphase_cell(path: Path) -> Cell | str:
+def _try_metaphase_cell(path: Path, budget: PixelBudget | None = None) -> Cell | str:
+    """The cell of one image of a folder, or why not; its pixels (from the header, before
+    decoding) are taken from the case's budget, so a folder of huge frames stops at it."""
     try:
+        if budget is not None:
+            size = image_size(path)
+            if size is not None:
+                budget.take(display_path(path), decoded_pixels(*size))
         return metaphase_cell(path)
-    except MetaphaseReadError as error:
+    except (MetaphaseReadError, PixelBudgetExceeded) as error:
         return str(error)
 
 

@@ -24,11 +24,13 @@ import numpy as np
 
 from karyo_gui.core.case import Cell, Chromosome, Flag
 from karyo_gui.core.metaphase import (
+    TYPICAL_WIDTH,
     MetaphaseImage,
     Region,
     box_iou_matrix,
     cut_crop,
     foreground_mask,
+    has_dark_objects,
     regions_for_boxes,
 )
 from trainer.devices import pick_device
@@ -78,6 +80,8 @@ class ChromosomeFinder:
         """Every chromosome of the image, in reading order (top to bottom, left to right)."""
         started = time.perf_counter()
         grey = metaphase.pixels
+        if not has_dark_objects(grey):  # a blank frame: nothing to search
+            return FindResult([], TYPICAL_WIDTH, time.perf_counter() - started)
         detections, chromosome_probability, prepared = detect(
             self.net, grey, self.header, self.device, threshold
         )
