@@ -157,6 +157,8 @@ def _classify(args: argparse.Namespace) -> int:
                 f"{len(result.moved)} moved by the assignment, "
                 f"{len(result.low_confidence)} low-confidence)"
             )
+            if result.stain_warning:
+                print(f"{result.cell.name}: {result.stain_warning}")
         print(f"wrote {out}")
         if args.png:
             _write_karyograms(results, Path(args.png))

@@ -43,12 +43,21 @@ class CropSet:
     problems: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     source_of: np.ndarray | None = None  # (n,) int64, index into sources (default: all 0)
+    # per cell (as cell_names): stained bright on dark (Q-banded, fluorescent)
+    cell_bright: list[bool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.source_of is None:
             self.source_of = np.zeros(len(self.labels), np.int64)
         if len(self.labels) and not self.sources:
             self.sources = ["unnamed"]
+        self.cell_bright = (list(self.cell_bright) + [False] * len(self.cell_names))[
+            : len(self.cell_names)
+        ]
+
+    @property
+    def bright_on_dark_cells(self) -> int:
+        return int(sum(self.cell_bright))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -81,6 +90,7 @@ class CropSet:
             cell_of=remap[self.cell_of[keep]],
             cell_names=[self.cell_names[c] for c in cells],
             sources=[lab],
+            cell_bright=[self.cell_bright[c] for c in cells],
         )
 
     def summary(self) -> dict:
@@ -90,6 +100,7 @@ class CropSet:
             "labs": {lab: int((lab_of == k).sum()) for k, lab in enumerate(self.labs)},
             "n_cells": len(self.cell_names),
             "n_crops": len(self),
+            "bright_on_dark_cells": self.bright_on_dark_cells,
             "class_counts": self.class_counts(),
         }
 
@@ -116,6 +127,7 @@ class CropSet:
             source_of=np.concatenate(
                 [part.source_of + o for part, o in zip(parts, source_offsets)]
             ),
+            cell_bright=[bright for part in parts for bright in part.cell_bright],
         )
 
 
@@ -141,6 +153,7 @@ def crops_of_cells(
 ) -> CropSet:
     """The labelled crops of some cells; unlabelled and missing crops are left out."""
     images, labels, cell_of, names = [], [], [], []
+    bright: list[bool] = []
     for cell in cells:
         pictured = [chromosome for chromosome in cell.chromosomes if chromosome.image is not None]
         found = [training_label(chromosome, cell) for chromosome in pictured]
@@ -153,6 +166,7 @@ def crops_of_cells(
         labels.extend(int(found[k]) for k in kept)
         cell_of.extend([len(names)] * len(kept))
         names.append(cell.name)
+        bright.append(cell.bright_on_dark)
     if not images:
         empty = CropSet.empty(preprocessing)
         empty.sources = [source] if source else []
@@ -163,6 +177,7 @@ def crops_of_cells(
         cell_of=np.asarray(cell_of, np.int64),
         cell_names=names,
         sources=[source] if source else [],
+        cell_bright=bright,
     )
 
 

@@ -162,6 +162,7 @@ def split_cells(crops: CropSet, fraction: float, seed: int) -> tuple[CropSet, Cr
             cell_names=[crops.cell_names[c] for c in names],
             sources=crops.sources,
             source_of=crops.source_of[keep],
+            cell_bright=[crops.cell_bright[c] for c in names],
         )
 
     in_held = np.isin(crops.cell_of, list(held))

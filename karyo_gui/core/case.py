@@ -180,6 +180,20 @@ class Cell:
             and not self.chromosomes
         )
 
+    @property
+    def bright_on_dark(self) -> bool:
+        """Stained bright on a dark background (Q-banding, fluorescence) rather than dark on
+        light (G-banding): a metaphase image that was inverted when read, or a cell most of
+        whose crops have a dark border."""
+        if self.metaphase is not None:
+            return self.metaphase.inverted
+        borders = [
+            float(np.median(np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])))
+            for image in (c.image for c in self.chromosomes)
+            if image is not None and image.ndim == 2 and image.size
+        ]
+        return bool(borders) and sum(b < 128 for b in borders) > len(borders) / 2
+
     def __len__(self) -> int:
         return len(self.chromosomes)
 

@@ -58,6 +58,8 @@ class CellResult:
     low_confidence: list[str]  # ids whose assigned type leads the next by less than the margin
     seconds: float  # preprocessing, model and assignment, without loading the model
     turned: list[str] = field(default_factory=list)  # ids the orientation guess turned
+    # said when the cell is stained in a way the model never saw (bright on dark, Q-banding)
+    stain_warning: str | None = None
 
     @property
     def karyotype(self) -> str:
@@ -84,6 +86,25 @@ class Classifier:
     @property
     def model_id(self) -> str:
         return self.header.model_id
+
+    @property
+    def trained_on_bright_on_dark(self) -> bool:
+        """Whether the model's training cells included bright-on-dark (Q-banded or
+        fluorescent) ones, as its header records."""
+        train = (self.header.training_data or {}).get("train")
+        return isinstance(train, dict) and bool(train.get("bright_on_dark_cells"))
+
+    def stain_warning(self, cell: Cell) -> str | None:
+        """What to tell the reviewer about a cell stained unlike the model's training cells:
+        its crops are turned to the model's polarity, but the banding is not G-banding."""
+        if not cell.bright_on_dark or self.trained_on_bright_on_dark:
+            return None
+        model = f"the model {self.header.name}" if self.header.name else "the model"
+        return (
+            f"bright-on-dark cell (Q-banded or fluorescent?): {model} was trained on G-banded "
+            "cells only; its types are a guess to check one by one (Retrain on reviewed cells "
+            "of this stain to teach it)"
+        )
 
     @property
     def description(self) -> str:
@@ -141,8 +162,10 @@ class Classifier:
         chromosomes stood p-arm up."""
         started = time.perf_counter()
         pictured, probabilities = prediction.pictured, prediction.probabilities
+        warning = self.stain_warning(cell)
         if not pictured:
-            return CellResult(cell, None, [], [], time.perf_counter() - started)
+            return CellResult(cell, None, [], [], time.perf_counter() - started,
+                              stain_warning=warning)
         turned = []
         if prediction.upside_down is not None:
             turned = apply_orientation_guess(cell, pictured, prediction.upside_down)
@@ -160,7 +183,8 @@ class Classifier:
             cell, indices, probabilities[rows], assignment, self.margin, self.model_id
         )
         unsure = [cell.chromosomes[indices[k]].id for k in assignment.low_confidence(self.margin)]
-        return CellResult(cell, assignment, moved, unsure, time.perf_counter() - started, turned)
+        return CellResult(cell, assignment, moved, unsure, time.perf_counter() - started, turned,
+                          warning)
 
     def attention(
         self, cell: Cell, chromosome_id: str, target: ChromosomeType | None = None

@@ -77,6 +77,8 @@ def cell_report(result: CellResult, top: int = 3) -> dict:
         "seconds": round(result.seconds, 4),
         "chromosomes": chromosomes,
         "problems": list(cell.problems),
+        "stain": "bright-on-dark" if cell.bright_on_dark else "dark-on-light",
+        "warnings": [result.stain_warning] if result.stain_warning else [],
     }
     if assignment is not None:
         report["runner_up"] = {

@@ -331,6 +331,8 @@ class MainWindow(QMainWindow):
         self.busy_bar.hide()
         self.count_label = QLabel()
         self.sex_label = QLabel()
+        self.stain_label = QLabel()  # a cell stained unlike the model's training cells
+        self.stain_label.setStyleSheet("color: #b45309; font-weight: bold;")
         self.flag_label = QLabel()
         self.model_label = QLabel("no model")
         self.karyotype_label = QLabel()
@@ -343,8 +345,8 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         bar.addWidget(self.busy_bar)
         bar.addWidget(self.busy_label)
-        for label in (self.model_label, self.flag_label, self.count_label, self.sex_label,
-                      self.karyotype_label):
+        for label in (self.model_label, self.stain_label, self.flag_label, self.count_label,
+                      self.sex_label, self.karyotype_label):
             label.setContentsMargins(10, 0, 10, 0)
             bar.addPermanentWidget(label)
 
@@ -1551,7 +1553,7 @@ class MainWindow(QMainWindow):
         cell = self.current_cell
         if cell is None:
             for label in (self.count_label, self.sex_label, self.flag_label,
-                          self.karyotype_label, self.mode_label):
+                          self.karyotype_label, self.mode_label, self.stain_label):
                 label.setText("")
             self.view.editable = False
             return
@@ -1567,6 +1569,10 @@ class MainWindow(QMainWindow):
             "call needs: check the chromosomes flagged 'sex uncertain' (N goes there) and "
             "confirm or move them" if doubtful else ""
         )
+        classifier = self.service.classifier
+        warning = classifier.stain_warning(cell) if classifier is not None else None
+        self.stain_label.setText("not G-banded: model not trained for it" if warning else "")
+        self.stain_label.setToolTip(warning or "")
         flagged = sum(needs_review(c) for c in cell.chromosomes)
         self.flag_label.setText(f"{flagged} flagged" if flagged else "nothing flagged")
         self.karyotype_label.setText(self._karyotype_text(cell))
