@@ -101,6 +101,9 @@ class HeldModel:
     def assign(self, cell, prediction):
         return SimpleNamespace(seconds=0.0, turned=[])
 
+    def stain_warning(self, cell):
+        return None
+
     def attention(self, cell, chromosome_id, target):
         self.explained.append(cell.name)
         raise ValueError("a stand-in explains nothing")

@@ -460,7 +460,7 @@ def test_the_classify_report_says_a_hand_made_sign_off_is_not_one(tmp_path):
     edit(path, _assigned)
     [cell] = load_case(path).cells
     result = SimpleNamespace(cell=cell, assignment=None, moved=[], low_confidence=[],
-                             seconds=0.0)
+                             seconds=0.0, stain_warning=None)
     report = cell_report(result)
     assert report["status"] == "reviewed"
     assert any("modified outside karyo" in p for p in report["problems"])
