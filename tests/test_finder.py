@@ -67,6 +67,20 @@ def test_train_finder_learns_from_annotated_metaphases_and_resumes(annotated, tm
     stored = {t.dtype for t in load_file(str(half)).values() if t.is_floating_point()}
     assert stored == {torch.float16}
 
+    # --init trains a finder further from a model file's weights and architecture
+    further = tmp_path / "further"
+    assert trainer_main(["train-finder", "--data", str(annotated), "--out", str(further),
+                         "--init", str(half), "--crop", "128", "--batch-size", "2",
+                         "--threads", "1", "--train-cells", train, "--epochs", "1",
+                         "--lr", "1e-4"]) == 0  # fmt: skip
+    assert f"starting from half.safetensors (resnet10t, {exported.model_id})" in \
+        capsys.readouterr().out
+    _, continued = load_finder(further / "last.safetensors")
+    assert continued.arch == "resnet10t" and continued.channels == 16
+    assert continued.training_data["init"]["model_id"] == exported.model_id
+    assert trainer_main(["train-finder", "--data", str(annotated), "--out", str(further),
+                         "--init", str(tmp_path / "none.safetensors")]) == 2
+
 
 @pytest.mark.parametrize(
     "option, value",
