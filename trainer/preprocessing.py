@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
+from karyo_gui.core.images import is_dark_background
 from karyo_gui.core.orientation import is_lying
 from karyo_gui.core.straightening import Straightened, back_to_crop, straighten_all
 
@@ -41,12 +42,6 @@ class Preprocessing:
     def from_dict(cls, data: dict) -> Preprocessing:
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         return cls(**known)
-
-
-def is_dark_background(image: np.ndarray) -> bool:
-    """True for crops whose background is dark (Q-banding, or already inverted)."""
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-    return float(np.median(border)) < 128
 
 
 def upright(image: np.ndarray) -> np.ndarray:

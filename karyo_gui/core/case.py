@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from karyo_gui.core.images import is_dark_background
 from karyo_gui.core.iscn import karyotype_string, sex_chromosomes
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.metaphase import MetaphaseImage, Region
@@ -187,12 +188,12 @@ class Cell:
         whose crops have a dark border."""
         if self.metaphase is not None:
             return self.metaphase.inverted
-        borders = [
-            float(np.median(np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])))
+        dark = [
+            is_dark_background(image)
             for image in (c.image for c in self.chromosomes)
             if image is not None and image.ndim == 2 and image.size
         ]
-        return bool(borders) and sum(b < 128 for b in borders) > len(borders) / 2
+        return bool(dark) and sum(dark) > len(dark) / 2
 
     def __len__(self) -> int:
         return len(self.chromosomes)

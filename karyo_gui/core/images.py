@@ -84,8 +84,8 @@ class PixelBudget:
         self._lock = parent._lock if parent is not None else threading.Lock()
 
     @classmethod
-    def for_case(cls, contents: str = "crops") -> PixelBudget:
-        return cls(MAX_CASE_PIXELS, "case", contents=contents)
+    def for_case(cls) -> PixelBudget:
+        return cls(MAX_CASE_PIXELS, "case")
 
     @classmethod
     def for_cell(cls, case: PixelBudget | None = None) -> PixelBudget:
@@ -122,6 +122,12 @@ class PixelBudget:
         with self._lock:
             for budget in self._chain():
                 budget.used -= pixels
+
+
+def is_dark_background(image: np.ndarray) -> bool:
+    """True for crops whose background is dark (Q-banding, or already inverted)."""
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    return float(np.median(border)) < 128
 
 
 class NotRegularFileError(OSError):

@@ -192,7 +192,7 @@ def has_dark_objects(grey: np.ndarray) -> bool:
     (the background). A blank or overexposed frame has none, and is told in milliseconds
     instead of being searched (every real metaphase of cil24 has thousands)."""
     shrink = min(1.0, GLANCE_SIDE / max(grey.shape))
-    small = downscaled(grey, shrink) if shrink < 1 else grey
+    small = downscaled(grey, shrink)
     background = float(np.median(small))
     return int(np.count_nonzero(small < background - GLANCE_CONTRAST)) >= GLANCE_PIXELS
 
