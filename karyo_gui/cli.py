@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     classify.add_argument("--png", help="also save the karyogram as this PNG")
     classify.add_argument("--cam-dir", help="also save each crop's Grad-CAM map here")
     classify.add_argument(
-        "--margin", type=float, default=0.2,
-        help="flag crops whose type leads the next by less than this probability",
+        "--doubt", type=float, default=None,
+        help="flag chromosomes whose type is wrong with a probability above this (read from "
+        "the whole cell; default 0.1)",
     )  # fmt: skip
     from trainer.cli import add_evaluate_parser, add_train_parser
     from trainer.finder_cli import add_export_finder_parser, add_finder_parser
@@ -105,9 +106,10 @@ def _classify(args: argparse.Namespace) -> int:
     from karyo_gui.core.case_file import SaveTargetError, writable_target, write_atomically
     from karyo_gui.core.loaders import display_path
     from karyo_gui.core.opening import OpenError, open_case
+    from karyo_gui.core.review import needs_review
 
-    if not 0 <= args.margin <= 1:
-        print(f"karyo classify: --margin {args.margin} must lie between 0 and 1", file=sys.stderr)
+    if args.doubt is not None and not 0 <= args.doubt <= 1:
+        print(f"karyo classify: --doubt {args.doubt} must lie between 0 and 1", file=sys.stderr)
         return 2
     try:  # before the work: --json /dev/null or a folder is refused, not found out at the end
         for output in (args.json, args.png):
@@ -134,7 +136,9 @@ def _classify(args: argparse.Namespace) -> int:
         from karyo_gui.inference.classifier import Classifier
         from karyo_gui.inference.report import cell_report
 
-        classifier = Classifier(args.checkpoint, args.device, margin=args.margin)
+        classifier = Classifier(args.checkpoint, args.device)
+        if args.doubt is not None:
+            classifier.doubt = args.doubt
         unfound = _find_chromosomes(case, args)
         results = [classifier.classify(cell) for cell in case.cells if cell not in unfound]
         document = {
@@ -155,7 +159,7 @@ def _classify(args: argparse.Namespace) -> int:
             print(
                 f"{result.cell.name}: {result.karyotype} ({len(result.cell)} chromosomes, "
                 f"{len(result.moved)} moved by the assignment, "
-                f"{len(result.low_confidence)} low-confidence)"
+                f"{sum(needs_review(c) for c in result.cell.chromosomes)} to check)"
             )
             if result.stain_warning:
                 print(f"{result.cell.name}: {result.stain_warning}")

@@ -5,7 +5,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from karyo_gui.core.assignment import KaryotypePrior, apply_assignment, assign_types
+from karyo_gui.core.assignment import (
+    TYPE_DOUBT,
+    KaryotypePrior,
+    apply_assignment,
+    assign_types,
+    calibrated,
+    homolog_unlike,
+)
 from karyo_gui.core.case import Flag
 from karyo_gui.core.iscn import parse_karyotype
 from karyo_gui.core.labels import N_TYPES, ChromosomeType
@@ -165,19 +172,25 @@ def test_applying_the_assignment_flags_moved_and_unsure_chromosomes_and_keeps_ma
     probabilities = confident(types)
     moved_row = types.index(T.autosome(5).value)
     blend(probabilities, moved_row, {T.autosome(4).value: 0.6, T.autosome(5).value: 0.4})
+    # a 9 and a 10 that look alike: the cell cannot tell which is which, both are in doubt
     unsure_row = types.index(T.autosome(9).value)
-    blend(probabilities, unsure_row, {T.autosome(9).value: 0.5, T.autosome(10).value: 0.4})
+    blend(probabilities, unsure_row, {T.autosome(9).value: 0.5, T.autosome(10).value: 0.45})
+    partner_row = types.index(T.autosome(10).value)
+    blend(probabilities, partner_row, {T.autosome(10).value: 0.5, T.autosome(9).value: 0.45})
+    sure_row = types.index(T.autosome(11).value)
     manual_row = types.index(T.autosome(1).value)
     cell.set_manual_label(cell.chromosomes[manual_row].id, T.autosome(1), by="reviewer")
     assignment = assign_types(probabilities)
 
     moved = apply_assignment(
-        cell, list(range(len(cell))), probabilities, assignment, margin=0.2, model_id="m1"
+        cell, list(range(len(cell))), probabilities, assignment, model_id="m1"
     )
 
     assert moved == [cell.chromosomes[moved_row].id]
     assert Flag.MOVED_BY_ASSIGNMENT in cell.chromosomes[moved_row].flags
     assert Flag.LOW_CONFIDENCE in cell.chromosomes[unsure_row].flags
+    assert Flag.LOW_CONFIDENCE in cell.chromosomes[partner_row].flags
+    assert Flag.LOW_CONFIDENCE not in cell.chromosomes[sure_row].flags
     assert Flag.LOW_CONFIDENCE not in cell.chromosomes[0 if unsure_row else 1].flags
     assert cell.chromosomes[moved_row].predicted is T.autosome(4)
     assert cell.chromosomes[moved_row].label is T.autosome(5)
@@ -189,3 +202,60 @@ def test_applying_the_assignment_flags_moved_and_unsure_chromosomes_and_keeps_ma
     sure = confident(types, p=0.99)
     apply_assignment(cell, list(range(len(cell))), sure, assign_types(sure))
     assert not any(c.flags for c in cell.chromosomes)
+
+
+def test_a_crop_torn_between_two_types_is_not_in_doubt_when_the_rest_of_the_cell_decides():
+    cell = generate_cell("46,XY", seed=2)
+    types = [c.given.value for c in cell.chromosomes]
+    probabilities = confident(types)
+    torn = types.index(T.autosome(9).value)
+    blend(probabilities, torn, {T.autosome(9).value: 0.5, T.autosome(10).value: 0.45})
+    assignment = assign_types(probabilities)
+    # two sure 10s already: a third 10 and a missing 9 are far less likely than a 9
+    assert assignment.types[torn] == T.autosome(9).value
+    assert assignment.doubts[torn] < TYPE_DOUBT
+    assert torn not in assignment.low_confidence()
+    # without the cell's help the same crop would have been flagged by its margin alone
+    assert assignment.margins[torn] < 0.2
+
+
+def test_doubts_are_probabilities_and_a_reviewers_label_is_never_in_doubt():
+    cell = generate_cell("46,XX", seed=3)
+    types = [c.given.value for c in cell.chromosomes]
+    probabilities = confident(types)
+    a, b = types.index(T.autosome(4).value), types.index(T.autosome(5).value)
+    blend(probabilities, a, {T.autosome(4).value: 0.5, T.autosome(5).value: 0.45})
+    blend(probabilities, b, {T.autosome(5).value: 0.5, T.autosome(4).value: 0.45})
+    assignment = assign_types(probabilities, fixed={a: T.autosome(4).value})
+    assert ((assignment.doubts >= 0) & (assignment.doubts <= 1)).all()
+    assert assignment.doubts[a] == 0.0
+    # with a fixed, b can no longer trade places with it: its doubt falls
+    free = assign_types(probabilities)
+    assert free.doubts[b] > TYPE_DOUBT > assignment.doubts[b]
+
+
+def test_a_chromosome_more_like_another_type_than_like_its_homolog_is_flagged():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(24, 32))
+    types = np.repeat(np.arange(24), 2)
+    embeddings = centres[types] + 0.05 * rng.normal(size=(48, 32))
+    assert len(homolog_unlike(types, embeddings)) == 0  # homologs alike: nothing to say
+    swapped = types.copy()
+    swapped[[6, 8]] = swapped[[8, 6]]  # a 4 and a 5 given each other's type
+    flagged = set(homolog_unlike(swapped, embeddings).tolist())
+    assert {6, 8} <= flagged
+    assert flagged <= {6, 7, 8, 9}  # and at most their homologs, nothing else
+    embeddings[3] = np.nan  # no embedding: not judged, and its homolog has none to compare
+    assert 3 not in homolog_unlike(types, embeddings)
+
+
+def test_calibration_keeps_every_types_rank_and_softens_or_sharpens():
+    rng = np.random.default_rng(1)
+    probabilities = rng.dirichlet(np.ones(N_TYPES) * 0.3, size=20)
+    for temperature in (0.5, 2.0):
+        scaled = calibrated(probabilities, temperature)
+        np.testing.assert_allclose(scaled.sum(axis=1), 1, atol=1e-5)
+        np.testing.assert_array_equal(scaled.argmax(axis=1), probabilities.argmax(axis=1))
+    top = probabilities.max(axis=1)
+    assert (calibrated(probabilities, 2.0).max(axis=1) <= top + 1e-6).all()
+    assert (calibrated(probabilities, 0.5).max(axis=1) >= top - 1e-6).all()

@@ -185,7 +185,7 @@ def test_classify_a_case_file_of_a_signed_off_cell_keeps_its_labels(tmp_path):
         (["CELL", "--json", "OUT", "--checkpoint", "BROKEN"], "not a safetensors model file"),
         (["CELL", "--json", "OUT", "--checkpoint", "MISSING"], "model file not found"),
         (["CELL", "--json", "OUT", "--device", "tpu"], "unknown device"),
-        (["CELL", "--json", "OUT", "--margin", "3"], "--margin"),
+        (["CELL", "--json", "OUT", "--doubt", "3"], "--doubt"),
     ],
 )
 def test_classify_mistakes_are_one_line_messages(

@@ -75,7 +75,7 @@ def test_info_shows_a_manual_label_with_who_and_flags(panel, cell):
     text = panel.info_label.text()
     assert "type 4" in text
     assert "manual 4 by alice" in text
-    assert "moved by assignment" in text
+    assert "type from the karyotype assignment (the model's first choice: " in text
 
 
 def test_bars_are_the_probabilities_and_the_shown_type_is_highlighted(panel, cell):
@@ -86,8 +86,11 @@ def test_bars_are_the_probabilities_and_the_shown_type_is_highlighted(panel, cel
     colours = [brush.color() for brush in panel.bars.opts["brushes"]]
     assert colours[T.CHR4.value] == HIGHLIGHT_COLOUR
     assert sum(colour == HIGHLIGHT_COLOUR for colour in colours) == 1
-    ticks = panel.bar_plot.getAxis("bottom")._tickLevels[0]
-    assert [name for _, name in ticks] == [str(n) for n in range(1, 23)] + ["X", "Y"]
+    levels = panel.bar_plot.getAxis("bottom")._tickLevels
+    named = sorted((value, name) for level in levels for value, name in level)
+    assert [name for _, name in named] == [str(n) for n in range(1, 23)] + ["X", "Y"]
+    # every other type on the first level: named whatever the width, none running together
+    assert [name for _, name in levels[0]] == [str(n) for n in range(1, 23, 2)] + ["X"]
 
 
 def test_top_three_are_in_descending_order_and_a_click_reassigns(panel, cell, qtbot):

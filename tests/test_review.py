@@ -10,6 +10,7 @@ from karyo_gui.core.case import CellStatus, Flag, Orientation
 from karyo_gui.core.case_file import SUFFIX
 from karyo_gui.core.labels import ChromosomeType as T
 from karyo_gui.core.loaders import write_cell
+from karyo_gui.core.review import needs_review
 from karyo_gui.core.synthetic import generate_cell
 from karyo_gui.qt.main_window import MainWindow
 from karyo_gui.qt.settings import pending_recoveries
@@ -162,7 +163,7 @@ def test_next_flagged_steps_through_the_flagged_chromosomes_in_reading_order(win
     cell = window.current_cell
     late, early = of_type(cell, T.CHR20)[0], of_type(cell, T.CHR2)[0]
     late.flags.add(Flag.LOW_CONFIDENCE)
-    early.flags.add(Flag.MOVED_BY_ASSIGNMENT)
+    early.flags.add(Flag.HOMOLOG_UNLIKE)
     window.show_cell(cell)
     assert window.flag_label.text() == "2 flagged"
     QTest.keyClick(window.view, Qt.Key.Key_N)
@@ -273,7 +274,7 @@ def test_gallery_shows_the_crops_in_the_order_they_were_loaded(window):
     first, last = (window.scene.chromosome_items[i].crop_rect() for i in (order[0], order[-1]))
     assert first.top() < last.top()
     window.gallery_action.trigger()
-    assert set(window.scene.layout.slots) == set(T)
+    assert set(window.scene.layout.slots) == set(T.types())  # no bucket: nothing unclassified
 
 
 def test_shortcut_help_lists_the_review_keys(window):
@@ -322,8 +323,11 @@ def test_a_cell_is_classified_off_the_gui_thread_and_its_grad_cam_shown(
     assert cell.model_id == window.service.classifier.model_id
     for chromosome in cell.chromosomes:  # laid out by the assigned types
         assert chromosome.id in window.scene.layout.slots[chromosome.label].members
-    flagged = sum(bool(c.flags) for c in cell.chromosomes)
-    assert window.flag_label.text() == (f"{flagged} flagged" if flagged else "nothing flagged")
+    flagged = sum(needs_review(c) for c in cell.chromosomes)
+    turned = sum(Flag.ORIENTATION_UNSURE in c.flags for c in cell.chromosomes)
+    assert window.flag_label.text() == (
+        (f"{flagged} flagged" if flagged else "nothing flagged")
+        + (f" · {turned} orientation unsure" if turned else ""))
 
     chromosome = cell.chromosomes[0]
     click(window, chromosome.id)
@@ -354,8 +358,9 @@ def test_a_case_of_several_cells_lists_each_with_its_iscn_and_status(window, tmp
     assert window.open_path(tmp_path / "case")
     window.cell_list.setCurrentRow(1)
     window.mark_reviewed()
-    assert window.cell_list.item(1).text().endswith("47,XX,+21 · reviewed")
-    assert window.cell_list.item(0).text().endswith("46,XX · unreviewed")
+    shown = [window.cell_list.item(k).text().replace("\u200b", "") for k in (0, 1)]
+    assert shown[1].endswith("given 47,XX,+21 · reviewed")  # the folder's labels, not a result
+    assert shown[0].endswith("given 46,XX · unreviewed")
 
 
 def test_closing_with_unsaved_edits_keeps_them_for_recovery(qtbot, tmp_path):

@@ -92,6 +92,20 @@ def test_a_run_from_a_yaml_config_writes_models_config_and_events(dataset, tmp_p
     (orientation,) = [e for e in printed if e["event"] == "orientation"]
     assert 0 <= orientation["held_out_accuracy"] <= 1
     assert (header.orientation is not None) == orientation["kept"]
+    # two held-out cells are too few to set a temperature by: the probabilities stay as they are
+    assert header.calibration is None
+
+
+def test_a_run_with_enough_val_crops_calibrates_its_best_model(dataset, tmp_path, monkeypatch):
+    from trainer import engine
+
+    monkeypatch.setattr(engine, "MIN_CALIBRATION_CROPS", 50)
+    run = tmp_path / "calibrated"
+    assert trainer(train_args(dataset, run, "--epochs", "2", "--steps-per-epoch", "3")) == 0
+    header = read_header(run / "best.safetensors")
+    assert header.calibration["fitted_on"] == ["this run's val crops"]
+    assert header.calibration["crops"] == header.training_data["val"]["n_crops"]
+    assert 0.05 <= header.calibration["temperature"] <= 20
 
 
 def test_training_learns_the_generated_chromosomes(dataset, tmp_path):

@@ -69,6 +69,9 @@ def default_checkpoint() -> Path:
     return path
 
 
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
+
+
 class CheckpointError(Exception):
     """A model file that cannot be used; the message names the file and the reason."""
 
@@ -87,6 +90,9 @@ class ModelHeader:
     parent: dict[str, Any] | None = None  # name and id of the model this one was tuned from
     # how the orientation head was fitted (trainer.orientation); None: the model has none
     orientation: dict[str, Any] | None = None
+    # how the probabilities were calibrated: {"temperature": T, ...} (the logits are divided
+    # by T, fitted on val by bench/flag_quality.py --calibrate); None: as the network says
+    calibration: dict[str, Any] | None = None
     created: str = field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
     )
@@ -165,6 +171,12 @@ def _header_problem(header: ModelHeader) -> str | None:
         return "the model id is not text"
     if header.orientation is not None and not isinstance(header.orientation, dict):
         return "the orientation entry is not an object"
+    if header.calibration is not None:
+        temperature = (header.calibration.get("temperature")
+                       if isinstance(header.calibration, dict) else None)
+        if not is_number(temperature) or not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+            return (f"the calibration temperature {temperature!r} is not a number within "
+                    f"{MIN_TEMPERATURE:g}..{MAX_TEMPERATURE:g}")
     return model_kwargs_problem(header.model_kwargs) or _preprocessing_problem(
         header.preprocessing
     )

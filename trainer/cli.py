@@ -5,7 +5,7 @@ python -m trainer evaluate --data ROOT [--cells LIST] [--checkpoint CKPT] --json
                            [--plots DIR] [--device D] [--second-look MARGIN]
 python -m trainer train-finder --data ../shared/data/cil24 --out runs/finder [--epochs 20]
 python -m trainer export --checkpoint CKPT --out NEW.safetensors [--half] [--metrics test=OUT.json]
-                         [--orientation-cells LIST --data ROOT]
+                         [--orientation-cells LIST --data ROOT] [--calibrate DATA=LIST ...]
 """
 
 from __future__ import annotations
@@ -104,6 +104,11 @@ def add_export_parser(commands) -> argparse.ArgumentParser:
         "--data first, e.g. the training split; models trained by this karyo have one already",
     )  # fmt: skip
     export.add_argument("--data", help="dataset folder of --orientation-cells")
+    export.add_argument(
+        "--calibrate", nargs="*", default=[], metavar="DATA=LIST",
+        help="fit the probabilities' temperature on the crops of these cells (choose val), "
+        "e.g. ../shared/data/gband612=../shared/data/gband612/splits/val.txt",
+    )  # fmt: skip
     _add_straighten_option(export)
     return export
 
@@ -189,6 +194,8 @@ def _export(args: argparse.Namespace) -> int:
         header.metrics[split] = {key: measured.get(key) for key in keep}
     if args.orientation_cells:
         _fit_orientation(net, header, args)
+    if args.calibrate:
+        _calibrate(net, header, args.calibrate)
     out = save_checkpoint(args.out, net, header, torch.float16 if args.half else None)
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MiB, model id {header.model_id})")
@@ -213,6 +220,32 @@ def _fit_orientation(net, header, args: argparse.Namespace) -> None:
     accuracy, held_out = report["held_out_accuracy"], report["held_out_crops"]
     print(f"orientation head fitted on {report['crops']} crops: "
           f"{accuracy:.4f} right on the {held_out} kept back")  # fmt: skip
+
+
+def _calibrate(net, header, sources: list[str]) -> None:
+    import numpy as np
+    import torch
+
+    from trainer.calibration import calibration_report
+    from trainer.data import load_dataset_crops
+    from trainer.evaluation import evaluate_crops
+
+    probabilities, labels, fitted_on = [], [], []
+    preprocessing = header.input_preprocessing
+    for source in sources:
+        data, _, cells = source.partition("=")
+        if not cells:
+            raise ConfigError(f"--calibrate {source!r}: write DATA=LIST (a dataset folder and "
+                              "its cell list)")
+        crops = load_dataset_crops(data, cells, preprocessing)
+        _, predictions = evaluate_crops(net, crops, preprocessing, torch.device("cpu"))
+        probabilities.append(predictions.probabilities)
+        labels.append(crops.labels)
+        fitted_on.append(f"{Path(data).name}:{Path(cells).name} ({len(crops)} crops)")
+    report = calibration_report(np.concatenate(probabilities), np.concatenate(labels))
+    header.calibration = {**report, "fitted_on": fitted_on}
+    print(f"temperature {report['temperature']} fitted on {', '.join(fitted_on)}: calibration "
+          f"error of the top probability {report['ece_before']} -> {report['ece_after']}")
 
 
 def _evaluate(args: argparse.Namespace) -> int:

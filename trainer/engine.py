@@ -36,6 +36,7 @@ from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
 from trainer.batches import Augmentation, PairwiseClassBalancedSampler, augment
+from trainer.calibration import calibration_report
 from trainer.checkpoint import (
     CheckpointError,
     ModelHeader,
@@ -132,6 +133,11 @@ def mix_weights(crops: CropSet, mix: dict) -> list[float] | None:
     if not mix:
         return None
     return [float(mix.get(lab, 0.0)) for lab in crops.labs]
+
+
+# a temperature is fitted on the val crops of a run only from this many on (fewer: a few
+# held-out cells would set it by chance; the model then keeps its probabilities as they are)
+MIN_CALIBRATION_CROPS = 500
 
 
 def lab_accuracies(crops: CropSet, probabilities: np.ndarray) -> dict:
@@ -513,6 +519,7 @@ class TrainingRun:
 
     def _validate_and_save(self, epoch: int, record: dict) -> None:
         candidates = self._candidates()
+        probabilities = {}
         if len(self.validation):
             scores = {}
             for weights, net in candidates.items():
@@ -522,6 +529,7 @@ class TrainingRun:
                 )  # fmt: skip
                 metrics.update(lab_accuracies(self.validation, predictions.probabilities))
                 scores[weights] = metrics
+                probabilities[weights] = predictions.probabilities
                 if len(candidates) > 1:
                     record[f"val_{weights}_crop_accuracy"] = metrics["crop_accuracy"]
             # ties go to the trained weights (first in the dict)
@@ -543,9 +551,12 @@ class TrainingRun:
             metrics = {"val": val, "epoch": epoch + 1, "history": self.history}
             if len(candidates) > 1:
                 metrics["weights"] = weights
-            save_checkpoint(
-                self.folder / "best.safetensors", candidates[weights], self._header(metrics)
-            )
+            header = self._header(metrics)
+            if len(self.validation) >= MIN_CALIBRATION_CROPS and weights in probabilities:
+                # the best model's probabilities calibrated on the run's own val crops
+                report = calibration_report(probabilities[weights], self.validation.labels)
+                header.calibration = {**report, "fitted_on": ["this run's val crops"]}
+            save_checkpoint(self.folder / "best.safetensors", candidates[weights], header)
         record["best_val_crop_accuracy"] = self.best_accuracy if len(self.validation) else None
         self._save_state(epoch + 1)
 

@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from karyo_gui.core.case import Cell, Flag
 from karyo_gui.core.iscn import karyotype_string, sex_chromosomes
@@ -41,6 +40,14 @@ SEX_CONFIDENT = 0.95
 # ...and so is every X and Y of a cell whose best labelling of the other sex is less than
 # this many times less probable (odds 100:1): the cell's sex then rests on doubtful crops
 SEX_ODDS = 100.0
+# a chromosome whose assigned type is wrong with a probability above this is flagged
+# "type unsure" (chosen on the val cells of both labs by bench/flag_quality.py: it catches
+# most wrong types while a cell the model got right carries about one flag or none)
+TYPE_DOUBT = 0.1
+# a chromosome whose picture is this much more like (cosine of the model's embeddings) a
+# chromosome given another type than like its most alike homolog is flagged "homolog
+# unlike" (a swapped pair looks so: each is its true type's twin); chosen with TYPE_DOUBT
+HOMOLOG_UNLIKE = 0.1
 
 
 def _default_gains() -> dict[str, float]:
@@ -105,6 +112,11 @@ class CellAssignment:
     alternative: str  # the best karyotype of the other sex baseline...
     alternative_cost: float  # ...and its cost: the gap says how sure the call is
     alternative_sex: str = ""  # the sex chromosomes of that alternative
+    # (n,) probability that each crop's assigned type is wrong, read from the cell as a
+    # whole: the best labelling that gives the crop ANY other type (moving its homologs and
+    # the karyotype with it) against the chosen one, 1 / (1 + exp(cost gap)); 0 for a crop
+    # a reviewer labelled
+    doubts: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def sex_in_doubt(self) -> bool:
@@ -126,9 +138,23 @@ class CellAssignment:
         """Indices of the crops whose type the assignment changed from the argmax."""
         return np.flatnonzero(self.types != self.predicted)
 
-    def low_confidence(self, margin: float) -> np.ndarray:
-        """Indices of the crops whose assigned type leads the next type by less than margin."""
-        return np.flatnonzero(self.margins < margin)
+    def low_confidence(self, doubt: float | None = None) -> np.ndarray:
+        """Indices of the crops whose assigned type is wrong with a probability above
+        ``doubt`` (default :data:`TYPE_DOUBT`): the ones a reviewer should look at."""
+        return np.flatnonzero(self.doubts > (TYPE_DOUBT if doubt is None else doubt))
+
+
+def calibrated(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities as the network's logits divided by ``temperature`` would give them
+    (temperature scaling: p ** (1 / T), renormalised, is exactly softmax(logits / T)).
+    T > 1 softens an overconfident model; the order of the types never changes."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if temperature == 1 or not len(probabilities):
+        return probabilities.astype(np.float32)
+    logs = np.log(np.clip(probabilities, 1e-30, None)) / temperature
+    logs -= logs.max(axis=1, keepdims=True)
+    scaled = np.exp(logs)
+    return (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _check(probabilities: np.ndarray) -> np.ndarray:
@@ -159,6 +185,8 @@ def _solve(
             surplus = copy + 1 - expected[t]
             slot_type.append(t)
             slot_offset.append(-loss[t] if surplus <= 0 else gain[t] * surplus)
+    from scipy.optimize import linear_sum_assignment  # 0.7 s to import: not before it is needed
+
     slot_type = np.asarray(slot_type)
     matrix = costs[:, slot_type] + np.asarray(slot_offset)[None, :]
     rows, columns = linear_sum_assignment(matrix)
@@ -193,19 +221,13 @@ def assign_types(
         costs[index] = np.inf
         costs[index, chromosome_type] = 0.0
         fixed_counts[chromosome_type] += 1
-    results = []
-    for sex, copies_of_x in _BASELINES.items():
-        expected = np.full(N_TYPES, 2)
-        expected[_X] = copies_of_x
-        expected[_Y] = 2 - copies_of_x
-        share = prior.female if sex == "XX" else 1 - prior.female
-        loss = prior.loss_penalties
-        if sex == "XY":  # 45,X as a syndrome comes from the XX side; here it is a lost X
-            loss[_X] = -math.log(prior.loss)
-        types, cost = _solve(costs, expected, loss, prior.gain_penalties, fixed_counts)
-        results.append((cost - math.log(share), types))
-    results.sort(key=lambda result: result[0])
+    baselines = _baselines(prior)
+    results = sorted(
+        (_solve_baseline(costs, baseline, fixed_counts) for baseline in baselines),
+        key=lambda result: result[0],
+    )
     (cost, types), (alternative_cost, alternative_types) = results
+    doubts = _doubts(costs, types, cost, baselines, fixed_counts)
     assigned = probabilities[np.arange(len(types)), types]
     others = probabilities.copy()
     others[np.arange(len(types)), types] = -np.inf
@@ -219,7 +241,91 @@ def assign_types(
         alternative=karyotype_of(alternative_types),
         alternative_cost=alternative_cost,
         alternative_sex=sex_chromosomes(_counts(alternative_types)),
+        doubts=doubts,
     )
+
+
+def _doubts(costs: np.ndarray, types: np.ndarray, cost: float, baselines: list,
+            fixed_counts: np.ndarray) -> np.ndarray:
+    """The probability that each crop's type is wrong, over the labellings near the best.
+
+    For every crop, the best labelling that gives it any other type (its runner-up; the
+    other crops follow: a swapped homolog pair, a shifted run) is solved. These labellings
+    and the best one are weighed by their probabilities, exp(-cost), and a crop's doubt is
+    the weight of those among them that give it another type. A crop of a pair the model
+    swapped is in doubt with its partner, not only when its own runner-up is close.
+    """
+    alternatives: dict[bytes, tuple[float, np.ndarray]] = {}
+    for row in range(len(types)):
+        if np.isinf(costs[row]).sum() == N_TYPES - 1:
+            continue  # a reviewer's label: nothing else is possible
+        other = costs.copy()
+        other[row, types[row]] = np.inf  # any type but the one it was given
+        runner_up, runner_types = min(
+            (_solve_baseline(other, baseline, fixed_counts) for baseline in baselines),
+            key=lambda result: result[0],
+        )
+        alternatives.setdefault(runner_types.tobytes(), (runner_up, runner_types))
+    doubts = np.zeros(len(types))
+    total = 1.0  # the best labelling's own weight
+    for runner_up, runner_types in alternatives.values():
+        weight = math.exp(-min(runner_up - cost, 700.0))
+        total += weight
+        doubts[runner_types != types] += weight
+    return doubts / total
+
+
+def _baselines(prior: KaryotypePrior) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
+    """The XX and the XY baseline: expected copies per type, loss and gain penalties, and
+    the cost of the sex itself (-log of its prior share)."""
+    baselines = []
+    for sex, copies_of_x in _BASELINES.items():
+        expected = np.full(N_TYPES, 2)
+        expected[_X] = copies_of_x
+        expected[_Y] = 2 - copies_of_x
+        loss = prior.loss_penalties
+        if sex == "XY":  # 45,X as a syndrome comes from the XX side; here it is a lost X
+            loss[_X] = -math.log(prior.loss)
+        share = prior.female if sex == "XX" else 1 - prior.female
+        baselines.append((expected, loss, prior.gain_penalties, -math.log(share)))
+    return baselines
+
+
+def _solve_baseline(costs: np.ndarray, baseline: tuple, fixed_counts: np.ndarray
+                    ) -> tuple[float, np.ndarray]:
+    """The cost of the best labelling under one baseline, and its types."""
+    expected, loss, gain, sex_cost = baseline
+    types, cost = _solve(costs, expected, loss, gain, fixed_counts)
+    return cost + sex_cost, types
+
+
+def homolog_unlike(types: np.ndarray, embeddings: np.ndarray,
+                   margin: float = HOMOLOG_UNLIKE) -> np.ndarray:
+    """Indices of the chromosomes more like one of another type than like their homologs.
+
+    ``types``: the assigned class per chromosome; ``embeddings``: (n, D) the model's
+    embeddings of their pictures (rows of NaN: none, never flagged). A chromosome is flagged
+    when its cosine similarity to the most alike chromosome of another type exceeds that to
+    its most alike homolog by more than ``margin``; one without a homolog is not judged.
+    """
+    types = np.asarray(types)
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    known = np.isfinite(embeddings).all(axis=1) if len(embeddings) else np.zeros(0, bool)
+    if known.sum() < 2:
+        return np.zeros(0, np.int64)
+    unit = np.where(known[:, None], embeddings, 0.0)
+    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    similarity = unit @ unit.T
+    same = (types[:, None] == types[None, :]) & known[None, :]
+    np.fill_diagonal(same, False)
+    other = (types[:, None] != types[None, :]) & known[None, :]
+    flagged = []
+    for row in np.flatnonzero(known):
+        if same[row].any() and other[row].any():
+            gap = similarity[row, other[row]].max() - similarity[row, same[row]].max()
+            if gap > margin:
+                flagged.append(row)
+    return np.asarray(flagged, np.int64)
 
 
 def sex_uncertain(cell: Cell) -> bool:
@@ -242,8 +348,9 @@ def apply_assignment(
     indices: list[int],
     probabilities: np.ndarray,
     assignment: CellAssignment,
-    margin: float = 0.2,
+    doubt: float = TYPE_DOUBT,
     model_id: str | None = None,
+    homolog_margin: float = HOMOLOG_UNLIKE,
 ) -> list[str]:
     """Write the classification of a cell into its chromosomes; the ids the assignment moved.
 
@@ -252,7 +359,15 @@ def apply_assignment(
     probabilities and flags are replaced; manual labels are kept as they are.
     """
     moved = set(assignment.changed.tolist())
-    unsure = set(assignment.low_confidence(margin).tolist())
+    unsure = set(assignment.low_confidence(doubt).tolist())
+    embeddings = [cell.chromosomes[index].embedding for index in indices]
+    if any(e is not None for e in embeddings):
+        width = next(len(e) for e in embeddings if e is not None)
+        stacked = np.stack([np.full(width, np.nan) if e is None or len(e) != width else e
+                            for e in embeddings])
+        unlike = set(homolog_unlike(assignment.types, stacked, homolog_margin).tolist())
+    else:
+        unlike = set()
     sex_types = (_X, _Y)
     changed_ids = []
     for row, index in enumerate(indices):
@@ -260,12 +375,14 @@ def apply_assignment(
         chromosome.probabilities = probabilities[row].astype(np.float32)
         chromosome.predicted = ChromosomeType(int(assignment.predicted[row]))
         chromosome.assigned = ChromosomeType(int(assignment.types[row]))
-        chromosome.flags -= {Flag.MOVED_BY_ASSIGNMENT, Flag.LOW_CONFIDENCE}
+        chromosome.flags -= {Flag.MOVED_BY_ASSIGNMENT, Flag.LOW_CONFIDENCE, Flag.HOMOLOG_UNLIKE}
         if row in moved and chromosome.manual is None:
             chromosome.flags.add(Flag.MOVED_BY_ASSIGNMENT)
             changed_ids.append(chromosome.id)
         if row in unsure and chromosome.manual is None:
             chromosome.flags.add(Flag.LOW_CONFIDENCE)
+        if row in unlike and chromosome.manual is None:
+            chromosome.flags.add(Flag.HOMOLOG_UNLIKE)
         chromosome.flags.discard(Flag.SEX_UNCERTAIN)
         assigned, predicted = int(assignment.types[row]), int(assignment.predicted[row])
         doubtful_sex_call = assigned in sex_types and (

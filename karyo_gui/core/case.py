@@ -52,6 +52,19 @@ class Flag(str, enum.Enum):
     FINDER_UNSURE = "finder_unsure"  # found with a low score: a chromosome at all?
     CLUSTER = "cluster"  # too large or too wide for one chromosome: touching ones not separated?
     OVERLAP = "overlap"  # shares pixels with another chromosome: a crossing to check
+    # looks more like a chromosome given another type than like its own homolog(s): a
+    # swapped pair, or two unlike chromosomes given one type
+    HOMOLOG_UNLIKE = "homolog_unlike"
+
+
+# what each flag asks of the reviewer. Type flags: the type may be wrong (these send N
+# there, draw the doubt mark and count as "flagged"); orientation flags: the type is fine,
+# the chromosome may stand upside down (shown apart; N visits them only when asked);
+# information: said in the inspector and the JSON, asks nothing (the assignment gave a
+# chromosome another type than the model's first choice, confidently)
+TYPE_FLAGS = frozenset({Flag.LOW_CONFIDENCE, Flag.SEX_UNCERTAIN, Flag.HOMOLOG_UNLIKE})
+ORIENTATION_FLAGS = frozenset({Flag.ORIENTATION_UNSURE})
+INFORMATION_FLAGS = frozenset({Flag.MOVED_BY_ASSIGNMENT})
 
 
 class CellStatus(str, enum.Enum):
@@ -124,6 +137,9 @@ class Chromosome:
     # where it lies in its cell's metaphase image (None for a crop that came cut out)
     region: Region | None = None
     found_score: float | None = None  # the finder's confidence that this is a chromosome
+    # the model's embedding of the picture, for comparing homologs (kept in memory only:
+    # a case file reopened compares them again once it is classified again)
+    embedding: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def label(self) -> ChromosomeType:

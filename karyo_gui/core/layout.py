@@ -2,18 +2,20 @@
 
 The standard four rows (Denver groups A-G): 1-5 / 6-12 + X / 13-18 / 19-22 + Y, or with
 ``sex_last=True`` 1-5 / 6-12 / 13-18 / 19-22 + X, Y. Each type has a slot with its
-homologs side by side on a common baseline above the slot's label; extra copies
-(trisomy) widen their slot. All crops of a cell share ONE scale, so chromosome 1 stays
-about five times as long as chromosome 21. Objects of no type go to an unclassified
-bucket under the four rows, wrapped to the karyogram's width. Crops are placed as
-displayed (their Orientation applied), so a crop turned p-arm up stands p-arm up.
+homologs side by side above the slot's label, standing on a common baseline or, given
+where each one's centromere lies, hung on one centromere line per row as cytogeneticists
+align them; extra copies (trisomy) widen their slot. All crops of a cell share ONE scale,
+so chromosome 1 stays about five times as long as chromosome 21. Objects of no type go to
+an unclassified bucket under the four rows, wrapped to the karyogram's width (no bucket
+while nothing is unclassified). Crops are placed as displayed (their Orientation
+applied, or the sizes of the pictures drawn), so a crop turned p-arm up stands p-arm up.
 
 Units are scene units; a view maps them to pixels. Nothing here knows about Qt.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,10 +97,18 @@ def karyogram_layout(
     chromosomes: Sequence[Chromosome],
     style: LayoutStyle | None = None,
     scale: float | None = None,
+    sizes: Mapping[str, tuple[int, int]] | None = None,
+    centromeres: Mapping[str, float] | None = None,
 ) -> KaryogramLayout:
-    """Lay out a cell's chromosomes by their current label (``Chromosome.label``)."""
+    """Lay out a cell's chromosomes by their current label (``Chromosome.label``).
+
+    ``sizes``: chromosome id -> (width, height) in pixels of the picture drawn (default:
+    the crop as displayed); ``centromeres``: id -> the centromere's height in its picture
+    as a fraction from the top; given, each row hangs on one centromere line (a chromosome
+    missing from it takes its type's textbook centromere index).
+    """
     style = style or LayoutStyle()
-    sizes, scale, widths = _common_scale(chromosomes, style, scale)
+    sizes, scale, widths = _common_scale(chromosomes, style, scale, sizes)
     typical_width = (float(np.median(widths)) if widths else 20.0) * scale
     empty_height = style.tallest * 0.25
 
@@ -122,27 +132,55 @@ def karyogram_layout(
     ]
     content_width = max(row_widths)
 
+    def p_arm(chromosome: Chromosome) -> float:
+        """Height above the centromere line, in scene units."""
+        fraction = centromeres.get(chromosome.id) if centromeres else None
+        if fraction is None:
+            known = chromosome.label is not _T.UNCLASSIFIED
+            fraction = ideogram(chromosome.label).centromere_index if known else 0.5
+        return sizes[chromosome.id][1] * scale * fraction
+
     slots: dict[ChromosomeType, Slot] = {}
     placements: dict[str, Rect] = {}
     y = style.margin
     for row, row_width in zip(rows, row_widths):
-        # an empty row keeps the height its longest type would have, so the form reads right
-        row_height = max(
-            (sizes[c.id][1] * scale for t in row for c in by_type[t]), default=0.0
-        ) or style.tallest * ideogram(row[0]).relative_length
+        members_of_row = [c for t in row for c in by_type[t]]
+        if centromeres is not None and members_of_row:
+            above = max(p_arm(c) for c in members_of_row)
+            below = max(sizes[c.id][1] * scale - p_arm(c) for c in members_of_row)
+            row_height = above + below
+        else:
+            # an empty row keeps the height its longest type would have, so the form reads
+            row_height = max(
+                (sizes[c.id][1] * scale for c in members_of_row), default=0.0
+            ) or style.tallest * ideogram(row[0]).relative_length
+            above = None
         x = style.margin + (content_width - row_width) / 2
         for chromosome_type in row:
             members = by_type[chromosome_type]
             width = slot_width(members)
             slots[chromosome_type] = _slot(chromosome_type, x, y, width, row_height, style)
+            bottoms = (
+                {c.id: y + above - p_arm(c) + sizes[c.id][1] * scale for c in members}
+                if above is not None else {}
+            )  # fmt: skip
             _place_members(members, slots[chromosome_type], x, y + row_height, width,
-                           member_width, sizes, scale, style, placements)
+                           member_width, sizes, scale, style, placements, bottoms)
             x += width + style.slot_gap
         y += row_height + style.label_height + style.row_gap
 
-    # the unclassified bucket: one slot under the rows, members wrapped into lines
+    # the unclassified bucket: one slot under the rows, members wrapped into lines; none
+    # while nothing is unclassified (typing U, or the inspector, sends a chromosome there)
     bucket = by_type[_T.UNCLASSIFIED]
-    lines = _wrap(bucket, content_width, member_width, style.homolog_gap) or [[]]
+    if not bucket:
+        return KaryogramLayout(
+            scale=scale,
+            width=content_width + 2 * style.margin,
+            height=y - style.row_gap + style.margin,
+            slots=slots,
+            placements=placements,
+        )
+    lines = _wrap(bucket, content_width, member_width, style.homolog_gap)
     top = y
     for line in lines:
         line_height = max((sizes[c.id][1] * scale for c in line), default=0.0) or empty_height
@@ -169,11 +207,13 @@ def karyogram_layout(
 
 
 def _common_scale(
-    chromosomes: Sequence[Chromosome], style: LayoutStyle, scale: float | None
+    chromosomes: Sequence[Chromosome], style: LayoutStyle, scale: float | None,
+    drawn: Mapping[str, tuple[int, int]] | None = None,
 ) -> tuple[dict[str, tuple[int, int]], float, list[int]]:
-    """Displayed sizes, the one scale of the cell (its tallest crop is ``style.tallest``
-    high unless ``scale`` is given) and the widths of the pictured crops."""
-    sizes = {c.id: c.size for c in chromosomes}
+    """Displayed sizes (``drawn``'s where given), the one scale of the cell (its tallest
+    crop is ``style.tallest`` high unless ``scale`` is given) and the widths of the
+    pictured crops."""
+    sizes = {c.id: (drawn or {}).get(c.id) or c.size for c in chromosomes}
     if scale is None:
         tallest_px = max((height for _, height in sizes.values()), default=0) or 1
         scale = style.tallest / tallest_px
@@ -189,14 +229,16 @@ def _slot(
 
 
 def _place_members(members, slot, x, baseline, width, member_width, sizes, scale, style,
-                   placements) -> None:
-    """Homologs side by side, centred in the slot, standing on the baseline."""
+                   placements, bottoms=None) -> None:
+    """Homologs side by side, centred in the slot, standing on the baseline (or with their
+    bottoms where ``bottoms`` puts them)."""
     used = sum(member_width(c) for c in members) + style.homolog_gap * max(0, len(members) - 1)
     left = x + (width - used) / 2
     for chromosome in members:
         member = member_width(chromosome)
         height = sizes[chromosome.id][1] * scale
-        placements[chromosome.id] = Rect(left, baseline - height, member, height)
+        bottom = (bottoms or {}).get(chromosome.id, baseline)
+        placements[chromosome.id] = Rect(left, bottom - height, member, height)
         slot.members.append(chromosome.id)
         left += member + style.homolog_gap
 
@@ -222,12 +264,13 @@ def gallery_layout(
     style: LayoutStyle | None = None,
     scale: float | None = None,
     columns: int = 12,
+    sizes: Mapping[str, tuple[int, int]] | None = None,
 ) -> KaryogramLayout:
     """The crops as loaded, in their order, in a grid at the cell's common scale: the
     metaphase gallery. Each crop stands on its line above a label strip of its own; there are
     no type slots (``slots`` is empty)."""
     style = style or LayoutStyle()
-    sizes, scale, widths = _common_scale(chromosomes, style, scale)
+    sizes, scale, widths = _common_scale(chromosomes, style, scale, sizes)
     cell_width = (max(widths) if widths else 20.0) * scale + style.homolog_gap
     placements: dict[str, Rect] = {}
     y = style.margin

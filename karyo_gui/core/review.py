@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from karyo_gui.core.case import Cell, Chromosome, ManualLabel, Orientation
+from karyo_gui.core.case import (
+    INFORMATION_FLAGS,
+    ORIENTATION_FLAGS,
+    Cell,
+    Chromosome,
+    Flag,
+    ManualLabel,
+    Orientation,
+)
 from karyo_gui.core.labels import N_TYPES, ChromosomeType
 
 
@@ -94,9 +102,49 @@ def mirror(cell: Cell, chromosome_id: str, by: str) -> OrientationEdit:
 
 
 # ------------------------------------------------------------------ what needs a look
-def needs_review(chromosome: Chromosome) -> bool:
-    """Flagged (moved by the assignment, unsure, picture missing...) and not yet set by hand."""
-    return bool(chromosome.flags) and chromosome.manual is None
+def needs_review(chromosome: Chromosome, orientation: bool = False) -> bool:
+    """Needs a look and not yet set by hand: its type is in doubt, its picture is missing or
+    changed, the finder is unsure of it... Orientation doubts count only with
+    ``orientation=True``; a chromosome the assignment moved confidently never does."""
+    if chromosome.manual is not None:
+        return False
+    asking = chromosome.flags - INFORMATION_FLAGS
+    if not orientation:
+        asking -= ORIENTATION_FLAGS
+    return bool(asking)
+
+
+# what each flag says to the reviewer, in words
+FLAG_WORDS = {
+    Flag.LOW_CONFIDENCE: "type unsure",
+    Flag.HOMOLOG_UNLIKE: "unlike its homolog",
+    Flag.SEX_UNCERTAIN: "sex chromosome call uncertain",
+    Flag.MOVED_BY_ASSIGNMENT: "type from the karyotype assignment",
+    Flag.ORIENTATION_UNSURE: "orientation unsure",
+    Flag.IMAGE_MISSING: "picture missing",
+    Flag.IMAGE_CHANGED: "picture changed since it was saved",
+    Flag.FINDER_UNSURE: "the finder is unsure it is a chromosome",
+    Flag.CLUSTER: "may be touching chromosomes",
+    Flag.OVERLAP: "crosses another chromosome",
+}
+
+
+def flags_text(chromosome: Chromosome) -> str:
+    """The chromosome's flags in words, what needs a look first: "flags: type unsure, ...";
+    the model's first choice is named where the assignment gave another type."""
+    order = list(FLAG_WORDS)
+    words = []
+    for flag in sorted(chromosome.flags, key=order.index):
+        text = FLAG_WORDS[flag]
+        if flag is Flag.MOVED_BY_ASSIGNMENT and chromosome.predicted is not None:
+            text += f" (the model's first choice: {chromosome.predicted.display_name})"
+        words.append(text)
+    return "flags: " + ", ".join(words) if words else ""
+
+
+def orientation_unsure(chromosome: Chromosome) -> bool:
+    """The model's p-arm-up guess is near even and no reviewer has turned it since."""
+    return bool(chromosome.flags & ORIENTATION_FLAGS)
 
 
 def confidence(chromosome: Chromosome) -> float | None:
@@ -134,7 +182,8 @@ class TypedType:
     """Keys typed on a selected chromosome, read as its new type.
 
     ``3``-``9``, ``X`` and ``Y`` are a type at once; ``1`` and ``2`` wait for a second digit
-    (``1`` then ``7`` is 17) and become 1 or 2 on :meth:`finish` (Enter or a short pause).
+    (``1`` then ``7`` is 17) and become 1 or 2 on :meth:`finish` (Enter or a short pause);
+    ``U`` sends the chromosome to the unclassified bucket (not a chromosome, or of no type).
     """
 
     pending: str = ""
@@ -142,9 +191,10 @@ class TypedType:
     def feed(self, key: str) -> ChromosomeType | None:
         """The type completed by this key, or None (waiting, or the key means nothing)."""
         key = key.strip().upper()
-        if key in ("X", "Y"):
+        if key in ("X", "Y", "U"):
             self.pending = ""
-            return ChromosomeType.X if key == "X" else ChromosomeType.Y
+            return {"X": ChromosomeType.X, "Y": ChromosomeType.Y}.get(
+                key, ChromosomeType.UNCLASSIFIED)
         if len(key) != 1 or not key.isdigit():
             self.pending = ""
             return None

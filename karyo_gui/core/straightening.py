@@ -23,9 +23,6 @@ from itertools import pairwise
 
 import cv2
 import numpy as np
-from scipy import sparse
-from scipy.ndimage import gaussian_filter1d
-from scipy.sparse.csgraph import dijkstra
 
 SMOOTHING = 0.6  # the centre line is smoothed over this many half-widths (at least 2 px)
 MARGIN = 1.6  # the picture is sampled this many half-widths either side of the centre line
@@ -112,7 +109,12 @@ def _pixel_edges(mask: np.ndarray, cost: np.ndarray):
     return pixels, [np.concatenate(part) for part in (starts, ends, lengths, costs)]
 
 
-def _graph(starts, ends, weights, size: int) -> sparse.csr_matrix:
+# scipy's graph and filter modules are imported where they are used: a third of a second that
+# the window's first paint (which draws cut-out chromosomes, never traced ones) need not wait
+
+def _graph(starts, ends, weights, size: int):
+    from scipy import sparse
+
     return sparse.csr_matrix((weights, (starts, ends)), shape=(size, size))
 
 
@@ -131,6 +133,8 @@ def _even_steps(points: np.ndarray, sigma: float) -> np.ndarray:
     samples = np.linspace(0.0, along[-1], max(2, round(along[-1]) + 1))
     line = np.stack([np.interp(samples, along, points[:, k]) for k in range(2)], 1)
     if len(line) > 4:
+        from scipy.ndimage import gaussian_filter1d
+
         line = np.stack([gaussian_filter1d(line[:, k], sigma, mode="nearest") for k in range(2)], 1)
     return line
 
@@ -158,6 +162,8 @@ def centre_lines(images: list[np.ndarray]) -> list[CentreLine | None]:
     lines: list[CentreLine | None] = [None] * len(images)
     if not traced:
         return lines
+    from scipy.sparse.csgraph import dijkstra
+
     first = np.cumsum([0] + [len(pixels) for pixels, _, _ in parts])
     # pixel numbers of each chromosome's edges move up by the pixels of those before it
     starts, ends = (

@@ -92,11 +92,13 @@ def attention_map(
     where: Placement,
     target: int | None = None,
     device: str | torch.device | None = None,
+    temperature: float = 1.0,
 ) -> AttentionMap:
     """The Grad-CAM map of one crop: ``canvas`` is the crop as placed (``place_crop``) and
     ``where`` its :func:`~trainer.preprocessing.placement`.
 
     ``target`` is the type to explain (a class index); ``None`` explains the predicted type.
+    ``temperature``: the model's calibration, for the probability reported with the map.
     The net stays where it is (``device``, if given, must be where it is) and is left in
     eval mode, with its parameters' gradients and ``requires_grad`` as they were.
     """
@@ -126,7 +128,7 @@ def attention_map(
             raise AttentionError(f"cannot explain a {net.arch} model: {error}") from None
         logits = cam.outputs[0].detach()
     explained = int(logits.argmax()) if target is None else target
-    probability = float(torch.softmax(logits.float(), dim=0)[explained])
+    probability = float(torch.softmax(logits.float() / temperature, dim=0)[explained])
     canvas_map = np.clip(canvas_map, 0.0, 1.0).astype(np.float32)
     crop_map = np.clip(where.to_crop(canvas_map), 0.0, 1.0).astype(np.float32)
     return AttentionMap(crop_map, canvas_map, explained, probability)

@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from karyo_gui.core.assignment import (
+    HOMOLOG_UNLIKE,
+    TYPE_DOUBT,
     CellAssignment,
     KaryotypePrior,
     apply_assignment,
     assign_types,
+    calibrated,
 )
 from karyo_gui.core.case import Cell
 from karyo_gui.core.labels import ChromosomeType
@@ -46,6 +49,9 @@ class CellPrediction:
     probabilities: np.ndarray  # (n, 24), one row per pictured chromosome
     # (n,) probability that each stands upside down; None: the model makes no such guess
     upside_down: np.ndarray | None = None
+    # (n, D) the model's embeddings of the pictures (homologs are compared on them); None:
+    # not at hand (a re-assignment from stored probabilities)
+    embeddings: np.ndarray | None = None
 
 
 @dataclass
@@ -55,7 +61,7 @@ class CellResult:
     cell: Cell
     assignment: CellAssignment | None  # None when the cell has no picture to classify
     moved: list[str]  # ids of the chromosomes the assignment gave another type
-    low_confidence: list[str]  # ids whose assigned type leads the next by less than the margin
+    low_confidence: list[str]  # ids whose assigned type is in doubt (flagged "type unsure")
     seconds: float  # preprocessing, model and assignment, without loading the model
     turned: list[str] = field(default_factory=list)  # ids the orientation guess turned
     # said when the cell is stained in a way the model never saw (bright on dark, Q-banding)
@@ -74,14 +80,17 @@ class Classifier:
         checkpoint: str | os.PathLike | None = None,
         device: str = "auto",
         prior: KaryotypePrior | None = None,
-        margin: float = 0.2,
+        doubt: float = TYPE_DOUBT,
     ) -> None:
         self.path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         self.device = pick_device(device)
         self.net, self.header = load_checkpoint(self.path, self.device)
         self.preprocessing = self.header.input_preprocessing
         self.prior = prior or KaryotypePrior()
-        self.margin = margin
+        self.doubt = doubt  # flag a type wrong with a probability above this
+        self.homolog_margin = HOMOLOG_UNLIKE  # flag a chromosome this much unlike its homolog
+        # the model's calibration (temperature scaling fitted on val), 1: none recorded
+        self.temperature = float((self.header.calibration or {}).get("temperature", 1.0))
 
     @property
     def model_id(self) -> str:
@@ -130,7 +139,10 @@ class Classifier:
         # the cell's common scale comes from all its crops, as in training
         canvases = prepare_cell([cell.chromosomes[k].image for k in pictured], self.preprocessing)
         predictions = predict(self.net, canvases, self.preprocessing, self.device)
-        return CellPrediction(pictured, predictions.probabilities, predictions.upside_down)
+        return CellPrediction(
+            pictured, calibrated(predictions.probabilities, self.temperature),
+            predictions.upside_down, predictions.embeddings,
+        )
 
     def classify_changed(self, cell: Cell) -> CellResult:
         """After an edit of a metaphase's chromosomes (split, join, add...): classify only the
@@ -146,7 +158,9 @@ class Classifier:
                 [cell.chromosomes[k].image for k in fresh], self.preprocessing, scale
             )
             predictions = predict(self.net, canvases, self.preprocessing, self.device)
-            new_rows = dict(zip(fresh, predictions.probabilities))
+            new_rows = dict(zip(fresh, calibrated(predictions.probabilities, self.temperature)))
+            for k, embedding in zip(fresh, predictions.embeddings):
+                cell.chromosomes[k].embedding = embedding
             if predictions.upside_down is not None:  # only the new ones are stood p-arm up
                 apply_orientation_guess(cell, fresh, predictions.upside_down)
         probabilities = np.stack(
@@ -166,6 +180,10 @@ class Classifier:
         if not pictured:
             return CellResult(cell, None, [], [], time.perf_counter() - started,
                               stain_warning=warning)
+        embeddings = getattr(prediction, "embeddings", None)
+        if embeddings is not None:
+            for index, embedding in zip(pictured, embeddings):
+                cell.chromosomes[index].embedding = embedding
         turned = []
         if prediction.upside_down is not None:
             turned = apply_orientation_guess(cell, pictured, prediction.upside_down)
@@ -180,9 +198,10 @@ class Classifier:
         assignment = assign_types(probabilities[rows], self.prior, fixed)
         indices = [pictured[row] for row in rows]
         moved = apply_assignment(
-            cell, indices, probabilities[rows], assignment, self.margin, self.model_id
+            cell, indices, probabilities[rows], assignment, self.doubt, self.model_id,
+            self.homolog_margin,
         )
-        unsure = [cell.chromosomes[indices[k]].id for k in assignment.low_confidence(self.margin)]
+        unsure = [cell.chromosomes[indices[k]].id for k in assignment.low_confidence(self.doubt)]
         return CellResult(cell, assignment, moved, unsure, time.perf_counter() - started, turned,
                           warning)
 
@@ -206,4 +225,5 @@ class Classifier:
             where,
             None if target is None else int(target),
             self.device,
+            self.temperature,
         )

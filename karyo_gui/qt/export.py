@@ -28,7 +28,13 @@ from PySide6.QtGui import (
 
 from karyo_gui import __version__
 from karyo_gui.core.case import Cell, CellStatus, current_user
-from karyo_gui.qt.karyogram_view import INK, PAPER, KaryogramScene, render_karyogram
+from karyo_gui.qt.karyogram_view import (
+    EXPORT_PIXELS_PER_UNIT,
+    INK,
+    PAPER,
+    KaryogramScene,
+    render_karyogram,
+)
 
 PDF_RESOLUTION = 300  # dots per inch of the PDF's coordinate system
 MARGIN_MM = 15.0
@@ -50,8 +56,10 @@ class ReportInfo:
     date: datetime | None = None  # of the export; None: now (local time)
 
 
-def export_karyogram_png(cell: Cell, path: str | os.PathLike, pixels_per_unit: float = 4.0) -> Path:
-    """Save the karyogram as a high-resolution PNG (4 pixels per scene unit by default)."""
+def export_karyogram_png(cell: Cell, path: str | os.PathLike,
+                         pixels_per_unit: float = EXPORT_PIXELS_PER_UNIT) -> Path:
+    """Save the karyogram as a high-resolution PNG (4 pixels per scene unit by default),
+    without review marks."""
     path = Path(path)
     _check_writable(path)
     _write_atomically(
@@ -233,6 +241,7 @@ def _paint_karyogram(painter: QPainter, area: QRectF, cell: Cell, mm: float) -> 
         painter.drawText(box, Qt.AlignmentFlag.AlignCenter, "no chromosomes in this cell")
         return box.bottom()
     scene = KaryogramScene()
+    scene.set_display(marks=False)  # the report shows the karyogram, not the review
     scene.show_cell(cell)
     source = scene.sceneRect()
     scale = min(area.width() / source.width(), area.height() / source.height())

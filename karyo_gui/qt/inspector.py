@@ -7,8 +7,7 @@ The panel asks for attention maps (``attention_requested``) and for reassignment
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -24,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from karyo_gui.core.case import Cell, CellStatus, Chromosome
 from karyo_gui.core.labels import N_TYPES, ChromosomeType
+from karyo_gui.core.review import flags_text
 from karyo_gui.inference.report import attention_overlay
 from karyo_gui.qt.karyogram_view import grey_pixmap
 
@@ -33,6 +33,7 @@ PREDICTED_TARGET = "predicted type"
 BAR_COLOUR = QColor(120, 144, 180)
 HIGHLIGHT_COLOUR = QColor(214, 96, 40)
 TOP_COUNT = 3
+CHART_DELAY_MS = 200  # after the window is up
 DEFAULT_OPACITY = 45
 
 
@@ -131,35 +132,14 @@ class InspectorPanel(QWidget):
         self.info_label.setWordWrap(True)
         self.info_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        self.bar_plot = pg.PlotWidget(self, background="w")
-        self.bar_plot.setMinimumHeight(140)
-        self.bar_plot.setMenuEnabled(False)
-        self.bar_plot.setMouseEnabled(x=False, y=False)
-        self.bar_plot.hideButtons()
-        self.bar_plot.setXRange(-0.6, N_TYPES - 0.4, padding=0)
-        self.bar_plot.setYRange(0, 1, padding=0.02)
-        self.bar_plot.setLabel("left", "probability")
-        ticks = [(t.value, t.display_name) for t in ChromosomeType.types()]
-        for name in ("left", "bottom"):
-            axis = self.bar_plot.getAxis(name)
-            axis.setPen(pg.mkPen(90, 90, 90))
-            axis.setTextPen(pg.mkPen(40, 40, 40))
-        bottom = self.bar_plot.getAxis("bottom")
-        bottom.setTicks([ticks, []])
-        tick_font = QFont(self.font())
-        tick_font.setPointSizeF(max(6.0, tick_font.pointSizeF() - 2))
-        bottom.setStyle(tickFont=tick_font)  # 24 names fit a narrow dock
-        self.bar_plot.getAxis("left").setTicks([[(v, f"{v:g}") for v in (0, 0.5, 1)], []])
-        self._bar_brush = pg.mkBrush(BAR_COLOUR)
-        self._highlight_brush = pg.mkBrush(HIGHLIGHT_COLOUR)
-        self.bars = pg.BarGraphItem(
-            x=np.arange(N_TYPES),
-            height=np.zeros(N_TYPES),
-            width=0.8,
-            brushes=[self._bar_brush] * N_TYPES,
-            pen=pg.mkPen(None),
-        )
-        self.bar_plot.addItem(self.bars)
+        # the probability chart is built a moment after the window is up: pyqtgraph's
+        # import costs a third of a second that the first paint need not wait for
+        self._bar_plot = None
+        self._bars = None
+        self._chart_holder = QWidget(self)
+        self._chart_holder.setMinimumHeight(140)
+        QVBoxLayout(self._chart_holder).setContentsMargins(0, 0, 0, 0)
+        QTimer.singleShot(CHART_DELAY_MS, self._chart)
 
         self.top_buttons: list[QPushButton] = []
         self._top_types: list[ChromosomeType | None] = [None] * TOP_COUNT
@@ -186,12 +166,65 @@ class InspectorPanel(QWidget):
         layout.addLayout(controls)
         layout.addLayout(opacity_row)
         layout.addWidget(self.info_label)
-        layout.addWidget(self.bar_plot, 2)
+        layout.addWidget(self._chart_holder, 2)
         layout.addLayout(buttons)
 
         self.overlay_check.toggled.connect(self._overlay_toggled)
         self.target_combo.currentIndexChanged.connect(self._target_changed)
         self.opacity_slider.valueChanged.connect(self._draw_image)
+
+    @property
+    def bar_plot(self):
+        """The probability chart (a pyqtgraph PlotWidget), built when first needed."""
+        self._chart()
+        return self._bar_plot
+
+    @property
+    def bars(self):
+        self._chart()
+        return self._bars
+
+    def _chart(self) -> None:
+        if self._bar_plot is not None:
+            return
+        import pyqtgraph as pg
+
+        plot = pg.PlotWidget(self._chart_holder, background="w")
+        plot.setMinimumHeight(140)
+        plot.setMenuEnabled(False)
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        # room on the right for the last name (a label past the axis end is dropped)
+        plot.setXRange(-0.7, N_TYPES - 0.1, padding=0)
+        plot.setYRange(0, 1, padding=0.02)
+        plot.setLabel("left", "probability")
+        for name in ("left", "bottom"):
+            axis = plot.getAxis(name)
+            axis.setPen(pg.mkPen(90, 90, 90))
+            axis.setTextPen(pg.mkPen(40, 40, 40))
+        bottom = plot.getAxis("bottom")
+        # every type has a tick; 1, 3, 5... 21, X are always named, and 2, 4... 22, Y when the
+        # dock is wide enough for all 24 names not to run together (pyqtgraph drops the
+        # second level of names when crowded)
+        names = [(t.value, t.display_name) for t in ChromosomeType.types()]
+        bottom.setTicks([names[0::2], names[1::2]])
+        tick_font = QFont(self.font())
+        tick_font.setPointSizeF(max(6.0, tick_font.pointSizeF() - 1))
+        bottom.setStyle(tickFont=tick_font)
+        plot.getAxis("left").setTicks([[(v, f"{v:g}") for v in (0, 0.5, 1)], []])
+        self._bar_brush = pg.mkBrush(BAR_COLOUR)
+        self._highlight_brush = pg.mkBrush(HIGHLIGHT_COLOUR)
+        self._bars = pg.BarGraphItem(
+            x=np.arange(N_TYPES),
+            height=np.zeros(N_TYPES),
+            width=0.8,
+            brushes=[self._bar_brush] * N_TYPES,
+            pen=pg.mkPen(None),
+        )
+        plot.addItem(self._bars)
+        self._chart_holder.layout().addWidget(plot)
+        self._bar_plot = plot
+        self._show_probabilities()
 
     # -- what the window calls ---------------------------------------------------------------
 
@@ -244,6 +277,10 @@ class InspectorPanel(QWidget):
             )
             return
         self._map = crop_map
+        # the probability the chart shows (both looks, calibrated), not the map's one look
+        stored = chromosome.probabilities
+        if stored is not None and target.value < N_TYPES:
+            probability = float(stored[target.value])
         self._map_caption = f"Grad-CAM for type {_type_name(target)} (p = {probability:.2f})"
         self.caption_label.setText(self._map_caption)
         self._draw_image()
@@ -309,22 +346,26 @@ class InspectorPanel(QWidget):
         if manual is not None:
             at = manual.at.strftime("%Y-%m-%d %H:%M %Z").strip()
             lines.append(f"manual {manual.label.display_name} by {manual.by}, {at}")
+        if chromosome.given is not None:
+            agrees = chromosome.given == chromosome.label
+            lines.append(f"given {chromosome.given.display_name} (the folder's label"
+                         f"{'' if agrees else ', not the type shown'})")  # fmt: skip
         if chromosome.flags:
-            names = sorted(flag.value.replace("_", " ") for flag in chromosome.flags)
-            lines.append("flags: " + ", ".join(names))
+            lines.append(flags_text(chromosome))
         self.info_label.setText("\n".join(lines))
 
     def _show_probabilities(self) -> None:
         chromosome = self._chromosome
         probabilities = None if chromosome is None else chromosome.probabilities
-        brushes = [self._bar_brush] * N_TYPES
-        if chromosome is not None and chromosome.label is not ChromosomeType.UNCLASSIFIED:
-            brushes[chromosome.label.value] = self._highlight_brush
         if probabilities is None:
             heights = np.zeros(N_TYPES)
         else:
             heights = np.asarray(probabilities, float).reshape(N_TYPES)
-        self.bars.setOpts(height=heights, brushes=brushes)
+        if self._bar_plot is not None:  # else drawn when the chart is built
+            brushes = [self._bar_brush] * N_TYPES
+            if chromosome is not None and chromosome.label is not ChromosomeType.UNCLASSIFIED:
+                brushes[chromosome.label.value] = self._highlight_brush
+            self._bars.setOpts(height=heights, brushes=brushes)
 
         editable = self._cell is not None and self._cell.status is not CellStatus.SIGNED_OFF
         order = [] if probabilities is None else np.argsort(-heights, kind="stable")[:TOP_COUNT]

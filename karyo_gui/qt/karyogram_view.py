@@ -1,9 +1,14 @@
-"""The karyogram as a QGraphicsScene: the core's layout drawn with the cell's crops.
+"""The karyogram as a QGraphicsScene: the core's layout drawn with the cell's chromosomes.
 
-Each chromosome is framed by how sure the model is of the type it shows (green: sure,
-amber: unsure, red: doubtful, blue: set by hand) and carries an orange dot when it needs a
-look (moved by the assignment, low confidence...). The view lets the reviewer drag a
-chromosome onto another type's slot (reassign) or onto another chromosome (swap).
+Each chromosome is drawn bare on white (karyo_gui.core.display: cut out of its crop, dark
+on light, stood upright), homologs hung on their row's centromere line. Review marks say
+only what is in doubt: a thin bar under a chromosome whose type the model is not sure of
+(amber: unsure, red: doubtful), a violet bar under one set by hand, an orange dot on one
+that needs a look (N goes there) and a small grey turn arrow on one whose orientation is
+unsure; View > Review marks hides them all, and exports never draw them. The selection is
+a pale blue ground behind the chromosome. The view zooms (wheel, pinch, +/-, Ctrl+0 fits)
+and pans (drag the paper, or the scroll bars), and lets the reviewer drag a chromosome
+onto another type's slot (reassign) or onto another chromosome (swap).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -24,10 +29,11 @@ from PySide6.QtWidgets import (
     QStyle,
 )
 
-from karyo_gui.core.case import Cell, Chromosome
+from karyo_gui.core.case import TYPE_FLAGS, Cell, Chromosome
+from karyo_gui.core.display import DisplayOptions, centromere_fraction, karyogram_picture
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.layout import KaryogramLayout, LayoutStyle, gallery_layout, karyogram_layout
-from karyo_gui.core.review import confidence, needs_review
+from karyo_gui.core.review import confidence, flags_text, needs_review, orientation_unsure
 
 PAPER = QColor("white")  # crops have a white background: the karyogram stays white
 INK = QColor(30, 30, 30)
@@ -35,10 +41,14 @@ SLOT_LINE = QColor(150, 150, 150)
 SURE = QColor(46, 160, 67)
 UNSURE = QColor(230, 150, 0)
 DOUBTFUL = QColor(215, 40, 40)
-MANUAL = QColor(40, 100, 220)
+MANUAL = QColor(130, 60, 190)  # violet: not the selection's blue
 FLAG = QColor(255, 120, 0)
+ORIENTATION = QColor(120, 120, 120)
 SELECTED = QColor(0, 120, 215)
+SELECTED_GROUND = QColor(0, 120, 215, 45)
 DROP = QColor(0, 120, 215, 40)
+EXPORT_PIXELS_PER_UNIT = 4.0  # the app's karyogram PNG and karyo classify --png alike
+MAX_ZOOM = 12.0  # times the fitted scale
 SURE_FROM, DOUBTFUL_BELOW = 0.9, 0.5  # the model's probability of the type shown
 
 
@@ -51,7 +61,8 @@ def grey_pixmap(image: np.ndarray) -> QPixmap:
 
 
 def frame_colour(chromosome: Chromosome) -> QColor | None:
-    """The frame that tells how sure the type shown is; None when nothing classified it."""
+    """How sure the type shown is, as a colour (green, amber, red; violet: set by hand);
+    None when nothing classified it."""
     if chromosome.manual is not None:
         return MANUAL
     sure = confidence(chromosome)
@@ -62,60 +73,109 @@ def frame_colour(chromosome: Chromosome) -> QColor | None:
     return UNSURE if sure >= DOUBTFUL_BELOW else DOUBTFUL
 
 
-class ChromosomeItem(QGraphicsPixmapItem):
-    """One chromosome crop, drawn at the cell's common scale, framed by confidence."""
+def mark_colour(chromosome: Chromosome) -> QColor | None:
+    """The review mark under a chromosome: violet when set by hand; amber (red below 50 %)
+    when its type is in doubt (a type flag: unsure within the cell, unlike its homolog, a
+    doubtful sex call); none on every other call, however plain its probability."""
+    if chromosome.manual is not None:
+        return MANUAL
+    if not chromosome.flags & TYPE_FLAGS:
+        return None
+    sure = confidence(chromosome)
+    return DOUBTFUL if sure is not None and sure < DOUBTFUL_BELOW else UNSURE
 
-    def __init__(self, chromosome: Chromosome) -> None:
+
+class ChromosomeItem(QGraphicsPixmapItem):
+    """One chromosome, drawn bare at the cell's common scale, with its review marks."""
+
+    def __init__(self, chromosome: Chromosome, display: DisplayOptions | None = None) -> None:
         super().__init__()
         self.chromosome_id = chromosome.id
-        self.frame: QColor | None = None
+        self.display = display or DisplayOptions()
+        self.marks = True
+        self.frame: QColor | None = None  # the mark's colour (None: no mark)
         self.flagged = False
+        self.orientation_unsure = False
+        self.picture: np.ndarray | None = None
+        self.centromere: float | None = None  # fraction of the picture's height from the top
+        self._centromere_for: ChromosomeType | None = None
         self.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
         self.update_from(chromosome, picture=True)
 
     def update_from(self, chromosome: Chromosome, picture: bool = False) -> None:
         """Take the chromosome's label, flags and (``picture``) its orientation again."""
-        if picture:
+        if picture or self.picture is None:
             image = chromosome.displayed_image()
             if image is None:  # crop file missing: a grey placeholder keeps its place
-                image = np.full((40, 12), 200, np.uint8)
-            self.setPixmap(grey_pixmap(image))
-        self.frame = frame_colour(chromosome)
+                self.picture = np.full((40, 12), 200, np.uint8)
+            else:
+                self.picture = karyogram_picture(image, self.display)
+            self.setPixmap(grey_pixmap(self.picture))
+            self._centromere_for = None
+        if self._centromere_for is not chromosome.label:
+            self.centromere = (centromere_fraction(self.picture, chromosome.label)
+                               if chromosome.image is not None else None)  # fmt: skip
+            self._centromere_for = chromosome.label
+        self.frame = mark_colour(chromosome)
         self.flagged = needs_review(chromosome)
+        self.orientation_unsure = orientation_unsure(chromosome)
         sure = confidence(chromosome)
         lines = [f"{chromosome.id}: type {chromosome.label.display_name}"]
         if chromosome.manual is not None:
             lines.append(f"set by {chromosome.manual.by}")
         elif sure is not None:
             lines.append(f"model: {sure:.0%} sure")
-        lines += [flag.value.replace("_", " ") for flag in sorted(chromosome.flags)]
+        if chromosome.given is not None and chromosome.given != chromosome.label:
+            lines.append(f"given {chromosome.given.display_name} by the folder")
+        if chromosome.flags:
+            lines.append(flags_text(chromosome))
         self.setToolTip("\n".join(lines))
         self.update()
 
     def paint(self, painter: QPainter, option, widget=None) -> None:
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        option.state &= ~QStyle.StateFlag.State_Selected  # our own frame, not Qt's dashes
-        super().paint(painter, option, widget)
-        rect = QRectF(self.pixmap().rect()).adjusted(-0.5, -0.5, 0.5, 0.5)
-        if self.frame is not None or selected:
-            pen = QPen(SELECTED if selected else self.frame, 3.5 if selected else 1.8)
+        option.state &= ~QStyle.StateFlag.State_Selected  # our own mark, not Qt's dashes
+        rect = QRectF(self.pixmap().rect())
+        unit = 1.0 / max(self.scale(), 1e-6)  # one scene unit in picture pixels
+        if selected:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(SELECTED_GROUND)
+            painter.drawRoundedRect(rect.adjusted(-3 * unit, -3 * unit, 3 * unit, 3 * unit),
+                                    3 * unit, 3 * unit)  # fmt: skip
+            pen = QPen(SELECTED, 1.5)
             pen.setCosmetic(True)
             painter.setPen(pen)
             painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.drawRect(rect)
+            painter.drawRoundedRect(rect.adjusted(-3 * unit, -3 * unit, 3 * unit, 3 * unit),
+                                    3 * unit, 3 * unit)  # fmt: skip
+        super().paint(painter, option, widget)
+        if not self.marks:
+            return
+        if self.frame is not None:  # a thin bar under the chromosome
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(self.frame)
+            painter.drawRect(QRectF(rect.left(), rect.bottom() + 1.5 * unit, rect.width(),
+                                    2.0 * unit))  # fmt: skip
         if self.flagged:
-            radius = 3.0 / max(self.scale(), 1e-6)  # about 6 scene units across at any scale
+            radius = 3.0 * unit
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(FLAG)
             painter.drawEllipse(QPointF(rect.right(), rect.top()), radius, radius)
+        if self.orientation_unsure:  # a small turn arrow at the top left
+            font = QFont()
+            font.setPixelSize(max(1, round(9 * unit)))
+            painter.setFont(font)
+            painter.setPen(ORIENTATION)
+            painter.drawText(QRectF(rect.left() - 8 * unit, rect.top() - 8 * unit, 9 * unit,
+                                    9 * unit), Qt.AlignmentFlag.AlignCenter, "↻")  # fmt: skip
 
     def crop_rect(self) -> QRectF:
-        """Where the crop itself is drawn, in scene units (without frame and flag)."""
+        """Where the chromosome itself is drawn, in scene units (without its marks)."""
         return self.mapRectToScene(QRectF(self.pixmap().rect()))
 
     def boundingRect(self) -> QRectF:
-        margin = 4.0 / max(self.scale(), 1e-6)
+        margin = 5.0 / max(self.scale(), 1e-6)
         return super().boundingRect().adjusted(-margin, -margin, margin, margin)
 
 
@@ -133,6 +193,9 @@ class KaryogramScene(QGraphicsScene):
         self.label_items: dict[ChromosomeType, QGraphicsSimpleTextItem] = {}
         self._decorations: list[QGraphicsItem] = []
         self.drop_marker = None
+        self.display = DisplayOptions()  # how the chromosomes look (never what they are)
+        self.marks = True  # review marks; an export draws none
+        self.align_centromeres = True
 
     def show_cell(
         self, cell: Cell | None, style: LayoutStyle | None = None, gallery: bool = False
@@ -150,10 +213,27 @@ class KaryogramScene(QGraphicsScene):
             self.label_items.clear()
             return
         for chromosome in cell.chromosomes:
-            item = ChromosomeItem(chromosome)
+            item = ChromosomeItem(chromosome, self.display)
+            item.marks = self.marks
             self.addItem(item)
             self.chromosome_items[chromosome.id] = item
         self.relayout()
+
+    def set_display(self, display: DisplayOptions | None = None, marks: bool | None = None,
+                    align_centromeres: bool | None = None) -> None:
+        """Change how the karyogram looks: the pictures are drawn again, labels, crops and
+        ISCN stay as they are."""
+        redraw = display is not None and display != self.display
+        if display is not None:
+            self.display = display
+        if marks is not None:
+            self.marks = marks
+        if align_centromeres is not None:
+            self.align_centromeres = align_centromeres
+        for item in self.chromosome_items.values():
+            item.display, item.marks = self.display, self.marks
+        if self.cell is not None:
+            self.relayout(list(self.chromosome_items) if redraw else None)
 
     def relayout(self, changed: list[str] | None = None) -> None:
         """Place every chromosome by its label again, reusing the drawn crops; ``changed``
@@ -166,8 +246,18 @@ class KaryogramScene(QGraphicsScene):
             self.removeItem(item)
         self._decorations.clear()
         self.label_items.clear()
-        make = gallery_layout if self.gallery else karyogram_layout
-        self.layout = make(cell.chromosomes, self.style)
+        for chromosome in cell.chromosomes:  # pictures first: the layout takes their sizes
+            self.chromosome_items[chromosome.id].update_from(
+                chromosome, picture=chromosome.id in changed)
+        sizes = {id_: (item.pixmap().width(), item.pixmap().height())
+                 for id_, item in self.chromosome_items.items()}  # fmt: skip
+        if self.gallery:
+            self.layout = gallery_layout(cell.chromosomes, self.style, sizes=sizes)
+        else:
+            centromeres = {id_: item.centromere for id_, item in self.chromosome_items.items()
+                           if item.centromere is not None} if self.align_centromeres else None
+            self.layout = karyogram_layout(cell.chromosomes, self.style, sizes=sizes,
+                                           centromeres=centromeres)  # fmt: skip
         label_font = QFont()
         label_font.setPointSizeF(11)
         for chromosome_type, slot in self.layout.slots.items():
@@ -186,7 +276,6 @@ class KaryogramScene(QGraphicsScene):
         small.setPointSizeF(9)
         for chromosome in cell.chromosomes:
             item = self.chromosome_items[chromosome.id]
-            item.update_from(chromosome, picture=chromosome.id in changed)
             rect = self.layout.placements[chromosome.id]
             height = item.pixmap().height()
             item.setScale(rect.height / height if height and rect.height else 1.0)
@@ -263,28 +352,99 @@ class KaryogramView(QGraphicsView):
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.editable = True
-        scene.sceneRectChanged.connect(lambda _rect: self.fit())  # a relayout may widen it
+        self.zoomed = False  # the reviewer zoomed in: no refit until asked (Ctrl+0)
+        scene.sceneRectChanged.connect(lambda _rect: self._refit())  # a relayout may widen it
         self._pressed: tuple[str, QPointF, QPointF] | None = None  # id, press point, item pos
         self._dragging = False
+        self._panning: tuple[QPointF, int, int] | None = None  # press point, scroll bars
+        self.grabGesture(Qt.GestureType.PinchGesture)
 
     def karyogram(self) -> KaryogramScene:
         return self.scene()
 
     def fit(self) -> None:
+        """The whole karyogram in the window (View > Fit, Ctrl+0): the zoom is reset."""
+        self.zoomed = False
         if not self.scene().sceneRect().isEmpty():
             self.fitInView(self.scene().sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
 
+    def _refit(self) -> None:
+        if not self.zoomed:
+            self.fit()
+
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        self.fit()
+        self._refit()
+
+    # ------------------------------------------------------------ zoom and pan
+    def zoom(self) -> float:
+        """How much larger than fitted the karyogram is drawn (1: fitted)."""
+        fitted = self._fitted_scale()
+        return self.transform().m11() / fitted if fitted else 1.0
+
+    def _fitted_scale(self) -> float:
+        rect = self.scene().sceneRect()
+        viewport = self.viewport().rect()
+        if rect.isEmpty() or viewport.isEmpty():
+            return 0.0
+        return min((viewport.width() - 2) / rect.width(), (viewport.height() - 2) / rect.height())
+
+    def zoom_by(self, factor: float, under_mouse: bool = False) -> None:
+        """Zoom in (factor > 1) or out, about the mouse or the middle of the view; never
+        smaller than fitted nor more than MAX_ZOOM times larger."""
+        fitted = self._fitted_scale()
+        current = self.transform().m11()
+        if not fitted or not current or factor <= 0:
+            return
+        target = min(max(current * factor, fitted), fitted * MAX_ZOOM)
+        if target <= fitted * 1.001:
+            self.fit()
+            return
+        anchor = (QGraphicsView.ViewportAnchor.AnchorUnderMouse if under_mouse
+                  else QGraphicsView.ViewportAnchor.AnchorViewCenter)  # fmt: skip
+        self.setTransformationAnchor(anchor)
+        self.scale(target / current, target / current)
+        self.zoomed = True
+
+    def wheelEvent(self, event) -> None:
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.zoom_by(1.2 ** steps, under_mouse=True)
+        event.accept()
+
+    def viewportEvent(self, event) -> bool:
+        if (event.type() == QEvent.Type.NativeGesture
+                and event.gestureType() == Qt.NativeGestureType.ZoomNativeGesture):
+            self.zoom_by(1.0 + event.value(), under_mouse=True)  # a trackpad's pinch
+            return True
+        return super().viewportEvent(event)
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.Gesture:  # a touch screen's pinch
+            pinch = event.gesture(Qt.GestureType.PinchGesture)
+            if pinch is not None:
+                self.zoom_by(pinch.scaleFactor())
+                return True
+        return super().event(event)
 
     # ------------------------------------------------------------ mouse: select and drag
     def mousePressEvent(self, event) -> None:
+        point = self.mapToScene(event.position().toPoint())
+        scene = self.karyogram()
+        on_paper = scene.chromosome_at(point) is None
+        if event.button() == Qt.MouseButton.MiddleButton or (
+                event.button() == Qt.MouseButton.LeftButton and on_paper and self.zoomed):
+            self._panning = (event.position(), self.horizontalScrollBar().value(),
+                             self.verticalScrollBar().value())  # fmt: skip
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+            if event.button() == Qt.MouseButton.LeftButton:
+                scene.select(None)
+                self.chromosome_selected.emit(None)
+            event.accept()
+            return
         if event.button() != Qt.MouseButton.LeftButton:
             super().mousePressEvent(event)
             return
-        scene = self.karyogram()
-        point = self.mapToScene(event.position().toPoint())
         chromosome_id = scene.chromosome_at(point)
         scene.select(chromosome_id)
         self.chromosome_selected.emit(chromosome_id)
@@ -295,6 +455,13 @@ class KaryogramView(QGraphicsView):
         event.accept()
 
     def mouseMoveEvent(self, event) -> None:
+        if self._panning is not None:
+            start, horizontal, vertical = self._panning
+            moved = event.position() - start
+            self.horizontalScrollBar().setValue(horizontal - round(moved.x()))
+            self.verticalScrollBar().setValue(vertical - round(moved.y()))
+            event.accept()
+            return
         if self._pressed is None or not self.editable:
             super().mouseMoveEvent(event)
             return
@@ -315,6 +482,11 @@ class KaryogramView(QGraphicsView):
         event.accept()
 
     def mouseReleaseEvent(self, event) -> None:
+        if self._panning is not None:
+            self._panning = None
+            self.unsetCursor()
+            event.accept()
+            return
         pressed, dragging = self._pressed, self._dragging
         self._pressed, self._dragging = None, False
         if pressed is None or event.button() != Qt.MouseButton.LeftButton:
@@ -339,7 +511,15 @@ class KaryogramView(QGraphicsView):
 
     def keyPressEvent(self, event) -> None:
         text = event.text().strip().upper()
-        if (len(text) == 1 and (text.isdigit() or text in "XY")) or event.key() in (
+        if text in ("+", "=") and not event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.zoom_by(1.25)
+            event.accept()
+            return
+        if text == "-" and not event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.zoom_by(0.8)
+            event.accept()
+            return
+        if (len(text) == 1 and (text.isdigit() or text in "XYU")) or event.key() in (
             Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape
         ):
             if event.modifiers() & (Qt.KeyboardModifier.ControlModifier |
@@ -353,14 +533,18 @@ class KaryogramView(QGraphicsView):
         super().keyPressEvent(event)
 
 
-def render_karyogram(cell: Cell, path: str | os.PathLike, pixels_per_unit: float = 2.0) -> Path:
-    """Save the karyogram of a cell as the app draws it, as a PNG with the ISCN beneath.
+def render_karyogram(cell: Cell, path: str | os.PathLike,
+                     pixels_per_unit: float = EXPORT_PIXELS_PER_UNIT,
+                     display: DisplayOptions | None = None) -> Path:
+    """Save the karyogram of a cell as the app draws it, without review marks, as a PNG
+    with the ISCN beneath (the app's File > Export and ``karyo classify --png`` alike).
 
     Needs a QApplication (offscreen is enough); raises OSError naming the file when it
     cannot be written.
     """
     path = Path(path)
     scene = KaryogramScene()
+    scene.set_display(display, marks=False)
     scene.show_cell(cell)
     source = scene.sceneRect()
     caption = 28.0  # scene units under the karyogram for the cell name and its ISCN

@@ -20,6 +20,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEventLoop, Qt, QTimer
 from PySide6.QtGui import (
@@ -55,9 +56,13 @@ from PySide6.QtWidgets import (
 )
 
 from karyo_gui import __version__
+
+if TYPE_CHECKING:
+    from karyo_gui.qt.retrain import ModelHistoryDialog, RetrainDialog
 from karyo_gui.core.assignment import sex_uncertain
 from karyo_gui.core.case import Case, Cell, CellStatus
 from karyo_gui.core.case_file import SUFFIX, load_case, save_case
+from karyo_gui.core.display import DisplayOptions
 from karyo_gui.core.file_guard import (
     Fingerprint,
     Holder,
@@ -82,20 +87,22 @@ from karyo_gui.core.review import (
     mirror,
     needs_review,
     next_flagged,
+    orientation_unsure,
     reassign,
     swap,
     turn,
 )
 from karyo_gui.core.synthetic import EXAMPLE_KARYOTYPES
 from karyo_gui.qt.background import BackgroundRead
+from karyo_gui.qt.display_dialog import DisplayDialog
 from karyo_gui.qt.export import ReportInfo, export_karyogram_png, export_report_pdf
 from karyo_gui.qt.inspector import InspectorPanel
 from karyo_gui.qt.karyogram_view import (
     DOUBTFUL,
     FLAG,
     MANUAL,
+    ORIENTATION,
     SELECTED,
-    SURE,
     UNSURE,
     KaryogramScene,
     KaryogramView,
@@ -108,7 +115,6 @@ from karyo_gui.qt.metaphase_view import (
     MetaphaseView,
 )
 from karyo_gui.qt.model_service import ModelService
-from karyo_gui.qt.retrain import ModelHistoryDialog, RetrainDialog, reviewed_case_files
 from karyo_gui.qt.settings import (
     Recovery,
     Settings,
@@ -261,15 +267,18 @@ class MainWindow(QMainWindow):
         self.view.key_typed.connect(self._on_key_typed)
         legend = QLabel(
             "  ".join([
-                _swatch(SURE, "sure"), _swatch(UNSURE, "unsure"), _swatch(DOUBTFUL, "doubtful"),
+                _swatch(UNSURE, "type unsure"), _swatch(DOUBTFUL, "doubtful"),
                 _swatch(MANUAL, "set by hand"),
                 f'<span style="color:{FLAG.name()}">●</span>&nbsp;needs a look (N)',
+                f'<span style="color:{ORIENTATION.name()}">↻</span>&nbsp;orientation unsure',
             ])
         )
         legend.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        legend.setToolTip("Frame colour: the model's probability of the type shown "
-                          "(sure ≥ 90 %, unsure ≥ 50 %, doubtful below). Drag a chromosome onto "
-                          "a slot or onto another chromosome, or select it and type 1-22, X, Y")
+        legend.setToolTip("The bar under a chromosome: the model is not sure of its type "
+                          "(amber below 90 %, or in doubt within the cell; red below 50 %); sure "
+                          "calls carry none. View > Review marks (M) hides them all. Drag a "
+                          "chromosome onto a slot or onto another chromosome, or select it and "
+                          "type 1-22, X, Y (U: unclassified). Wheel or +/- zooms, Ctrl+0 fits")
         self.mode_label = QLabel()
         self.mode_label.setStyleSheet("font-weight: bold")
         header = QHBoxLayout()
@@ -312,6 +321,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.cell_list = QListWidget()
+        self.cell_list.setWordWrap(True)  # long ISCN strings wrap, never clipped
+        self.cell_list.setTextElideMode(Qt.TextElideMode.ElideNone)
         self.cell_list.currentRowChanged.connect(self._on_cell_chosen)
         self.cells_dock = self._dock("Cells", "cells", self.cell_list,
                                      Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -343,8 +354,9 @@ class MainWindow(QMainWindow):
         self.karyotype_label.setFont(font)
         self.karyotype_label.setToolTip("ISCN karyotype of the cell as shown")
         bar = self.statusBar()
-        bar.addWidget(self.busy_bar)
-        bar.addWidget(self.busy_label)
+        # permanent, so that a status message never lies under the busy indicator
+        bar.addPermanentWidget(self.busy_bar)
+        bar.addPermanentWidget(self.busy_label)
         for label in (self.model_label, self.stain_label, self.flag_label, self.count_label,
                       self.sex_label, self.karyotype_label):
             label.setContentsMargins(10, 0, 10, 0)
@@ -360,17 +372,19 @@ class MainWindow(QMainWindow):
         self.service.busy_changed.connect(self._on_busy)
         self.service.cell_found.connect(self._on_cell_found)
         self.service.find_failed.connect(self._on_find_failed)
+        if load_model:  # first: the model thread imports torch while the window is built
+            remembered = self.settings.model_path if model is None else None
+            self.load_model(model if model is not None else remembered, remember=False,
+                            fallback=remembered is not None)
 
         self._build_menus()
+        self.scene.set_display(self.display_options(), marks=self.marks_action.isChecked(),
+                               align_centromeres=self.centromere_action.isChecked())
         self.setAcceptDrops(True)
         self._fit_to_screen(1440, 900)
         self._restore_window_state()
         self._update_title()
         self._update_status()
-        if load_model:
-            remembered = self.settings.model_path if model is None else None
-            self.load_model(model if model is not None else remembered, remember=False,
-                            fallback=remembered is not None)
 
     def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -423,6 +437,10 @@ class MainWindow(QMainWindow):
         self._action(menu, "&Next flagged chromosome", lambda: self.step_flagged(1), "N")
         self._action(menu, "&Previous flagged chromosome", lambda: self.step_flagged(-1),
                      "Shift+N")
+        self.orientation_review_action = self._action(
+            menu, "N stops at &orientation doubts too", self._toggle_orientation_review)
+        self.orientation_review_action.setCheckable(True)
+        self.orientation_review_action.setChecked(self.settings.orientation_in_review)
 
         menu = self.menuBar().addMenu("&Cell")
         self._action(menu, "&Next cell", lambda: self._step_cell(1), "Ctrl+PgDown")
@@ -436,6 +454,23 @@ class MainWindow(QMainWindow):
 
         menu = self.menuBar().addMenu("&View")
         self._action(menu, "&Fit karyogram to window", self.view.fit, "Ctrl+0")
+        self._action(menu, "Zoom &in", lambda: self.view.zoom_by(1.25), keys.ZoomIn)
+        self._action(menu, "Zoom &out", lambda: self.view.zoom_by(0.8), keys.ZoomOut)
+        menu.addSeparator()
+        self.marks_action = self._action(menu, "Review &marks (doubt, set by hand, N)",
+                                         self._display_changed, "M")
+        self.marks_action.setCheckable(True)
+        self.marks_action.setChecked(self.settings.review_marks)
+        self.centromere_action = self._action(menu, "Align homologs on their &centromeres",
+                                              self._display_changed)
+        self.centromere_action.setCheckable(True)
+        self.centromere_action.setChecked(self.settings.centromere_aligned)
+        self.straighten_action = self._action(menu, "&Straighten bent chromosomes",
+                                              self._display_changed)
+        self.straighten_action.setCheckable(True)
+        self.straighten_action.setChecked(self.settings.straightened)
+        self._action(menu, "&Display adjustments...", self.show_display_dialog)
+        menu.addSeparator()
         self.gallery_action = self._action(menu, "Metaphase &gallery (crops as loaded)",
                                            self._toggle_gallery, "G")
         self.gallery_action.setCheckable(True)
@@ -945,6 +980,9 @@ class MainWindow(QMainWindow):
 
     def open_retrain(self) -> RetrainDialog | None:
         """Model > Retrain: fine-tune the model in use on saved, reviewed case files."""
+        # imported here: with pyqtgraph and the trainer's data code, 1 s of the start-up
+        from karyo_gui.qt.retrain import RetrainDialog, reviewed_case_files
+
         classifier = self.service.classifier
         if classifier is None:
             self.show_error("No model is loaded yet: retraining starts from the model in use")
@@ -976,6 +1014,7 @@ class MainWindow(QMainWindow):
 
     def show_model_history(self) -> ModelHistoryDialog:
         from karyo_gui.inference.registry import ModelRegistry  # reads headers with torch
+        from karyo_gui.qt.retrain import ModelHistoryDialog
 
         current = self.service.classifier.model_id if self.service.classifier else None
         dialog = ModelHistoryDialog(ModelRegistry(), current, parent=self)
@@ -1104,7 +1143,8 @@ class MainWindow(QMainWindow):
         cell = self.current_cell
         if cell is None:
             return None
-        flagged = {c.id for c in cell.chromosomes if needs_review(c)}
+        orientation = self.orientation_review_action.isChecked()
+        flagged = {c.id for c in cell.chromosomes if needs_review(c, orientation)}
         found = next_flagged(self.scene.reading_order(), flagged, self.selected_id(), step)
         if found is None:
             self.statusBar().showMessage("Nothing flagged in this cell", 3000)
@@ -1362,6 +1402,42 @@ class MainWindow(QMainWindow):
         self.show_cell(self.current_cell)
         self.select(selected)
 
+    def display_options(self) -> DisplayOptions:
+        """How the karyogram looks now (View menu and Display adjustments)."""
+        settings = self.settings
+        return DisplayOptions(
+            brightness=settings.brightness, contrast=settings.contrast, gamma=settings.gamma,
+            sharpen=settings.sharpen, straighten=self.straighten_action.isChecked(),
+        )
+
+    def _display_changed(self) -> None:
+        """A View option changed: the karyogram is drawn again (labels, crops and ISCN stay)."""
+        settings = self.settings
+        settings.review_marks = self.marks_action.isChecked()
+        settings.centromere_aligned = self.centromere_action.isChecked()
+        settings.straightened = self.straighten_action.isChecked()
+        self.scene.set_display(self.display_options(), marks=self.marks_action.isChecked(),
+                               align_centromeres=self.centromere_action.isChecked())
+        self.select(self.selected_id())
+
+    def show_display_dialog(self) -> QDialog:
+        """Brightness, contrast, gamma and sharpening of the karyogram, for the eye only."""
+        dialog = DisplayDialog(self.display_options(), self)
+        dialog.changed.connect(self._set_tone)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def _set_tone(self, options: DisplayOptions) -> None:
+        settings = self.settings
+        settings.brightness, settings.contrast = options.brightness, options.contrast
+        settings.gamma, settings.sharpen = options.gamma, options.sharpen
+        self._display_changed()
+
+    def _toggle_orientation_review(self) -> None:
+        self.settings.orientation_in_review = self.orientation_review_action.isChecked()
+        self._update_status()
+
     def _toggle_sex_last(self) -> None:
         self.settings.sex_last = self.sex_last_action.isChecked()
         self._toggle_gallery()
@@ -1574,8 +1650,21 @@ class MainWindow(QMainWindow):
         self.stain_label.setText("not G-banded: model not trained for it" if warning else "")
         self.stain_label.setToolTip(warning or "")
         flagged = sum(needs_review(c) for c in cell.chromosomes)
-        self.flag_label.setText(f"{flagged} flagged" if flagged else "nothing flagged")
+        turned = sum(orientation_unsure(c) for c in cell.chromosomes)
+        self.flag_label.setText((f"{flagged} flagged" if flagged else "nothing flagged")
+                                + (f" · {turned} orientation unsure" if turned else ""))
+        self.flag_label.setToolTip(
+            "Flagged: the type may be wrong, or the picture or finder needs a look (N goes "
+            "there). Orientation unsure: the type is fine, it may stand upside down (grey "
+            "arrow; N stops there only with Edit > N stops at orientation doubts too)")
         self.karyotype_label.setText(self._karyotype_text(cell))
+        given_only = self._labels_given_only(cell)
+        # the folder's own labels are not a result: grey and plain until the model has run
+        self.karyotype_label.setStyleSheet("font-weight: normal; color: #777;" if given_only
+                                           else "")  # fmt: skip
+        self.karyotype_label.setToolTip(
+            "given by the folder's labels: the model has not classified this cell yet"
+            if given_only else "ISCN karyotype of the cell as shown")
         signed = cell.status is CellStatus.SIGNED_OFF
         self.view.editable = not signed
         waiting = "classifying…  " if self.service.is_pending(cell) else ""
@@ -1588,13 +1677,23 @@ class MainWindow(QMainWindow):
         )
 
     @staticmethod
+    def _labels_given_only(cell: Cell) -> bool:
+        """Labelled by its folder, not yet by the model or a reviewer."""
+        return cell.is_classified and not any(
+            c.predicted is not None or c.assigned is not None or c.manual is not None
+            for c in cell.chromosomes)
+
+    @staticmethod
     def _karyotype_text(cell: Cell) -> str:
         return cell.karyotype if cell.is_classified else "not classified"
 
     @classmethod
     def _cell_entry(cls, cell: Cell) -> str:
         warning = "\n⚠ sign-off modified outside karyo" if cell.sign_off_problem else ""
-        return f"{cell.name}\n{cls._karyotype_text(cell)} · {STATUS_TEXT[cell.status]}{warning}"
+        # a break may fall after each comma: a long ISCN wraps instead of being clipped
+        karyotype = cls._karyotype_text(cell).replace(",", ",\u200b")
+        given = "given " if cls._labels_given_only(cell) else ""
+        return f"{cell.name}\n{given}{karyotype} · {STATUS_TEXT[cell.status]}{warning}"
 
     def _refresh_cell_entry(self, cell: Cell) -> None:
         if self.case is not None and cell in self.case.cells:

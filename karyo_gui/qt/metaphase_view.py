@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 
 from karyo_gui.core.case import Cell, Chromosome, Flag
 from karyo_gui.core.labels import ChromosomeType
+from karyo_gui.core.review import flags_text
 from karyo_gui.qt.karyogram_view import SELECTED, UNSURE, grey_pixmap
 
 NORMAL = QColor(0, 150, 170)  # outline of a chromosome nothing is said against
@@ -139,7 +140,8 @@ class OutlineItem(QGraphicsPathItem):
             lines.append(f"finder: {chromosome.found_score:.0%} sure it is a chromosome")
         elif is_hand_made(chromosome):
             lines.append("outlined by hand")
-        lines += [flag.value.replace("_", " ") for flag in sorted(chromosome.flags)]
+        if chromosome.flags:
+            lines.append(flags_text(chromosome))
         self.setToolTip("\n".join(lines))
         self._style()
 

@@ -105,6 +105,8 @@ class _Worker(QObject):
         except Exception as error:  # a broken install or a model torch cannot build
             self.load_failed.emit(f"the model could not be loaded: {error}")
             return
+        import scipy.optimize  # noqa: F401  the assignment's solver, here rather than on the GUI thread
+
         self.classifier = classifier
         self.loaded.emit(classifier, time.perf_counter() - started)
 
@@ -392,6 +394,7 @@ class ModelService(QObject):
                         or copy.probabilities is None):
                     continue  # gone meanwhile, or classified by a later pass
                 original.probabilities = copy.probabilities
+                original.embedding = copy.embedding
                 if original.orientation == orientation:  # not turned by the reviewer meanwhile
                     original.orientation = copy.orientation
                     original.flags.discard(Flag.ORIENTATION_UNSURE)
@@ -465,6 +468,7 @@ class Rows:
     pictured: list[int]
     probabilities: np.ndarray
     upside_down: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
 
 
 def _remapped(prediction, asked: list[Chromosome], now: list[Chromosome]) -> Rows:
@@ -478,4 +482,6 @@ def _remapped(prediction, asked: list[Chromosome], now: list[Chromosome]) -> Row
             rows.append(row)
             pictured.append(k)
     upside_down = None if prediction.upside_down is None else prediction.upside_down[rows]
-    return Rows(pictured, prediction.probabilities[rows], upside_down)
+    embeddings = getattr(prediction, "embeddings", None)
+    return Rows(pictured, prediction.probabilities[rows], upside_down,
+                None if embeddings is None else embeddings[rows])

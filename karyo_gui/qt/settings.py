@@ -40,6 +40,26 @@ def recovery_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP, appauthor=False)) / "autosave"
 
 
+class _Choice:
+    """A setting stored under ``key``, read back as ``kind`` (``default`` when unset or
+    unreadable); floats are kept within ``limits``."""
+
+    def __init__(self, key: str, default, kind=bool, limits: tuple[float, float] | None = None):
+        self.key, self.default, self.kind, self.limits = key, default, kind, limits
+
+    def __get__(self, settings, owner=None):
+        if settings is None:
+            return self
+        value = settings._get(self.key, self.default, self.kind)
+        if self.limits is not None:
+            low, high = self.limits
+            value = min(max(value, low), high) if value == value else self.default  # NaN
+        return value
+
+    def __set__(self, settings, value) -> None:
+        settings.store.setValue(self.key, self.kind(value))
+
+
 class Settings:
     """Typed access to the user's settings (QSettings in INI format)."""
 
@@ -81,6 +101,17 @@ class Settings:
     @sex_last.setter
     def sex_last(self, value: bool) -> None:
         self.store.setValue("view/sex_last", bool(value))
+
+    # the karyogram's look (View menu): never what the chromosomes are
+    review_marks = _Choice("view/review_marks", True)
+    straightened = _Choice("view/straightened", False)
+    centromere_aligned = _Choice("view/centromere_aligned", True)
+    brightness = _Choice("view/brightness", 0.0, float, (-0.5, 0.5))
+    contrast = _Choice("view/contrast", 1.0, float, (0.25, 4.0))
+    gamma = _Choice("view/gamma", 1.0, float, (0.3, 3.0))
+    sharpen = _Choice("view/sharpen", 0.0, float, (0.0, 2.0))
+    # N (next flagged) also stops at chromosomes whose orientation is unsure
+    orientation_in_review = _Choice("review/orientation_in_review", False)
 
     @property
     def model_path(self) -> str | None:

@@ -1,0 +1,124 @@
+"""How fast the app starts: from ``karyo gui CELL`` to the window, the model and a
+classified karyogram, and what the app holds in memory then.
+
+    python bench/startup.py [CELL] [--runs 5] [--warm-up 1]
+
+Each run is a fresh process that does what ``karyo gui CELL`` does (the same entry point,
+run_app's steps) and notes, in seconds since the process was started:
+  * window: the main window is shown and has painted once;
+  * model: the model is loaded (its own load time as the status bar says it, too);
+  * classified: the cell's karyogram is classified and drawn;
+and the peak resident memory of the process at that point. The first ``--warm-up`` runs
+fill the disk cache and are not counted. CELL defaults to the app's example cell (46
+generated crops). Targets on a 2-core CPU with a warm disk cache: window < 1 s, classified
+<= 3 s. ``--imports`` also prints the ten slowest imports of the window and of the model
+(python -X importtime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time
+started = float(sys.argv[1]); path = sys.argv[2] or None; out = sys.argv[3]
+marks = {"interpreter": time.time() - started}
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+app = QApplication.instance() or QApplication(sys.argv[:1])
+from karyo_gui.qt.main_window import MainWindow
+marks["imports"] = time.time() - started
+window = MainWindow()
+window.show()
+app.processEvents()
+marks["window"] = time.time() - started
+
+def loaded(_description):
+    marks["model"] = time.time() - started
+    marks["model_own_seconds"] = window.service.load_seconds
+
+def classified(cell, result):
+    if cell is window.current_cell and "classified" not in marks:
+        app.processEvents()  # the karyogram drawn
+        marks["classified"] = time.time() - started
+        marks["classify_seconds"] = result.seconds
+        marks["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        QTimer.singleShot(0, app.quit)
+
+window.service.model_loaded.connect(loaded)
+window.service.cell_classified.connect(classified)
+if path is None or not window.open_path(path):
+    window.open_example()
+QTimer.singleShot(120_000, app.quit)
+app.exec()
+with open(out, "w") as f:
+    json.dump(marks, f)
+import os; os._exit(0)
+"""
+
+MARKS = ("interpreter", "imports", "window", "model", "classified")
+
+
+def one_run(cell: str | None) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "marks.json"
+        env = {**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+               "XDG_CONFIG_HOME": folder, "XDG_DATA_HOME": folder}  # fmt: skip
+        started = time.time()
+        subprocess.run([sys.executable, "-c", CHILD, repr(started), cell or "", str(out)],
+                       env=env, check=True, timeout=180)  # fmt: skip
+        return json.loads(out.read_text())
+
+
+def slowest_imports(module: str, count: int = 10) -> list[str]:
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    rows = []
+    for line in done.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((int(parts[1]), parts[2].rstrip()))
+    rows.sort(reverse=True)
+    return [f"{micro / 1e6:6.2f} s {name}" for micro, name in rows[:count]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cell", nargs="?")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warm-up", type=int, default=1)
+    parser.add_argument("--imports", action="store_true")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    for _ in range(args.warm_up):
+        one_run(args.cell)
+    runs = [one_run(args.cell) for _ in range(args.runs)]
+    print(f"karyo gui {args.cell or '(the example cell)'}: {args.runs} runs, "
+          f"{os.cpu_count()} CPUs; seconds since the process started (median, max)")
+    summary = {}
+    for mark in (*MARKS, "model_own_seconds", "classify_seconds", "peak_mb"):
+        values = [run[mark] for run in runs if mark in run]
+        if not values:
+            continue
+        summary[mark] = {"median": statistics.median(values), "max": max(values)}
+        unit = "MB" if mark == "peak_mb" else "s"
+        print(f"  {mark:>18}: {statistics.median(values):7.2f} {unit}  (max {max(values):.2f})")
+    if args.imports:
+        for module in ("karyo_gui.qt.main_window", "karyo_gui.inference.classifier"):
+            print(f"slowest imports under {module}:")
+            print("\n".join("  " + line for line in slowest_imports(module)))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": runs, "summary": summary}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
