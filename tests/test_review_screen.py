@@ -132,6 +132,10 @@ def test_n_skips_orientation_doubts_unless_asked(window):
     window.orientation_review_action.trigger()
     assert window.step_flagged() == turned.id
     assert window.settings.orientation_in_review is True
+    window.rotate_selected()  # the reviewer decides which way up: no longer in doubt
+    assert window.flag_label.text() == "1 flagged"
+    window.undo_action.trigger()
+    assert window.flag_label.text() == "1 flagged · 1 orientation unsure"
 
 
 def test_zoom_with_wheel_and_keys_and_fit_again(window, qtbot):

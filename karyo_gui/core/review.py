@@ -54,15 +54,22 @@ class OrientationEdit:
     by: str
     text: str = ""
     _before: Orientation = field(init=False, repr=False)
+    _was_unsure: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._before = self.cell.chromosome(self.chromosome_id).orientation
+        chromosome = self.cell.chromosome(self.chromosome_id)
+        self._before = chromosome.orientation
+        self._was_unsure = Flag.ORIENTATION_UNSURE in chromosome.flags
 
     def apply(self) -> None:
         self.cell.set_orientation(self.chromosome_id, self.after, by=self.by)
+        # the reviewer has decided which way up it stands: no longer in doubt
+        self.cell.chromosome(self.chromosome_id).flags.discard(Flag.ORIENTATION_UNSURE)
 
     def revert(self) -> None:
         self.cell.set_orientation(self.chromosome_id, self._before, by=self.by)
+        if self._was_unsure:
+            self.cell.chromosome(self.chromosome_id).flags.add(Flag.ORIENTATION_UNSURE)
 
 
 def reassign(cell: Cell, chromosome_id: str, label: ChromosomeType, by: str) -> LabelEdit | None:
