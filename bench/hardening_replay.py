@@ -517,11 +517,12 @@ def exporter_tiff(crop) -> bytes:
 def assigning_classifier():
     """karyo's Classifier without its network: ``Classifier.assign`` is the half of
     classifying that turns a model's probabilities into the cell's types and flags."""
-    from karyo_gui.core.assignment import KaryotypePrior
+    from karyo_gui.core.assignment import HOMOLOG_UNLIKE, TYPE_DOUBT, KaryotypePrior
     from karyo_gui.inference.classifier import Classifier
 
     classifier = Classifier.__new__(Classifier)
-    classifier.prior, classifier.margin = KaryotypePrior(), 0.2  # karyo classify's default
+    classifier.prior, classifier.doubt = KaryotypePrior(), TYPE_DOUBT  # karyo classify's default
+    classifier.homolog_margin, classifier.temperature = HOMOLOG_UNLIKE, 1.0
     classifier.header = SimpleNamespace(model_id="replay", name="replay", arch="none")
     return classifier
 
