@@ -32,23 +32,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from new_lab_curve import lab_cells, split_names  # the bench's own: a lab's labelled cells
 
-from karyo_gui.core.annotations import is_annotated_folder, load_annotated_cells
 from karyo_gui.core.assignment import HOMOLOG_UNLIKE, TYPE_DOUBT, calibrated
 from karyo_gui.core.case import TYPE_FLAGS, Flag
 from karyo_gui.core.labels import N_TYPES
-from karyo_gui.core.loaders import load_dataset
 from karyo_gui.inference.classifier import CellPrediction, Classifier
 from trainer.calibration import expected_calibration_error, fit_temperature
 from trainer.evaluation import suspect_labels
-
-
-def lab_cells(root: Path, split: str, limit: int | None):
-    names = [line.strip() for line in (root / "splits" / f"{split}.txt").read_text(
-        encoding="utf-8").splitlines() if line.strip()][:limit]  # fmt: skip
-    if is_annotated_folder(root):
-        return load_annotated_cells(root, names)[0]
-    return load_dataset(root, cells=names).cells
 
 
 def _given(chromosome) -> int:
@@ -115,7 +106,7 @@ def measure(classifier, cells, predictions, rule) -> dict:
 def _read_lab(classifier, name: str, root: Path, args):
     """A lab's labelled cells, the model's first look at each, their crops' probabilities
     and given types (-1: none); cells whose labels look shifted left out if asked."""
-    cells = lab_cells(root, args.split, args.limit or None)
+    cells = lab_cells(root, split_names(root, args.split, args.limit or None))
     raw = [classifier.predict_cell(cell) for cell in cells]
     probabilities = np.concatenate([p.probabilities for p in raw])
     labels = np.asarray([_given(cell.chromosomes[k]) for cell, p in zip(cells, raw)

@@ -47,7 +47,7 @@ TYPE_DOUBT = 0.1
 # a chromosome whose picture is this much more like (cosine of the model's embeddings) a
 # chromosome given another type than like its most alike homolog is flagged "homolog
 # unlike" (a swapped pair looks so: each is its true type's twin); chosen with TYPE_DOUBT
-HOMOLOG_UNLIKE = 0.1
+HOMOLOG_UNLIKE = 0.2
 
 
 def _default_gains() -> dict[str, float]:

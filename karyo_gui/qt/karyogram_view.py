@@ -38,7 +38,6 @@ from karyo_gui.core.review import confidence, flags_text, needs_review, orientat
 PAPER = QColor("white")  # crops have a white background: the karyogram stays white
 INK = QColor(30, 30, 30)
 SLOT_LINE = QColor(150, 150, 150)
-SURE = QColor(46, 160, 67)
 UNSURE = QColor(230, 150, 0)
 DOUBTFUL = QColor(215, 40, 40)
 MANUAL = QColor(130, 60, 190)  # violet: not the selection's blue
@@ -49,7 +48,7 @@ SELECTED_GROUND = QColor(0, 120, 215, 45)
 DROP = QColor(0, 120, 215, 40)
 EXPORT_PIXELS_PER_UNIT = 4.0  # the app's karyogram PNG and karyo classify --png alike
 MAX_ZOOM = 12.0  # times the fitted scale
-SURE_FROM, DOUBTFUL_BELOW = 0.9, 0.5  # the model's probability of the type shown
+DOUBTFUL_BELOW = 0.5  # the model's probability of the type shown: red under it
 
 
 def grey_pixmap(image: np.ndarray) -> QPixmap:
@@ -58,19 +57,6 @@ def grey_pixmap(image: np.ndarray) -> QPixmap:
     height, width = image.shape
     qimage = QImage(image.data, width, height, image.strides[0], QImage.Format.Format_Grayscale8)
     return QPixmap.fromImage(qimage.copy())
-
-
-def frame_colour(chromosome: Chromosome) -> QColor | None:
-    """How sure the type shown is, as a colour (green, amber, red; violet: set by hand);
-    None when nothing classified it."""
-    if chromosome.manual is not None:
-        return MANUAL
-    sure = confidence(chromosome)
-    if sure is None:
-        return None
-    if sure >= SURE_FROM:
-        return SURE
-    return UNSURE if sure >= DOUBTFUL_BELOW else DOUBTFUL
 
 
 def mark_colour(chromosome: Chromosome) -> QColor | None:
@@ -138,15 +124,11 @@ class ChromosomeItem(QGraphicsPixmapItem):
         option.state &= ~QStyle.StateFlag.State_Selected  # our own mark, not Qt's dashes
         rect = QRectF(self.pixmap().rect())
         unit = 1.0 / max(self.scale(), 1e-6)  # one scene unit in picture pixels
-        if selected:
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(SELECTED_GROUND)
-            painter.drawRoundedRect(rect.adjusted(-3 * unit, -3 * unit, 3 * unit, 3 * unit),
-                                    3 * unit, 3 * unit)  # fmt: skip
+        if selected:  # a pale blue ground with a thin blue edge, behind the chromosome
             pen = QPen(SELECTED, 1.5)
             pen.setCosmetic(True)
             painter.setPen(pen)
-            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setBrush(SELECTED_GROUND)
             painter.drawRoundedRect(rect.adjusted(-3 * unit, -3 * unit, 3 * unit, 3 * unit),
                                     3 * unit, 3 * unit)  # fmt: skip
         super().paint(painter, option, widget)

@@ -274,9 +274,9 @@ class MainWindow(QMainWindow):
             ])
         )
         legend.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        legend.setToolTip("The bar under a chromosome: the model is not sure of its type "
-                          "(amber below 90 %, or in doubt within the cell; red below 50 %); sure "
-                          "calls carry none. View > Review marks (M) hides them all. Drag a "
+        legend.setToolTip("The bar under a chromosome: its type is in doubt (amber; red when "
+                          "the model gives it less than 50 %); other calls carry none. "
+                          "View > Review marks (M) hides them all. Drag a "
                           "chromosome onto a slot or onto another chromosome, or select it and "
                           "type 1-22, X, Y (U: unclassified). Wheel or +/- zooms, Ctrl+0 fits")
         self.mode_label = QLabel()
