@@ -10,6 +10,8 @@ karyo classify CELL_DIR|IMAGE [--checkpoint CKPT] [--finder F] [--device D] --js
                [--png KARYOGRAM.png] [--cam-dir DIR]
                               classify a cell (crops, or a whole metaphase image whose
                               chromosomes are found first): types, karyotype, flags as JSON
+karyo iscn "KARYOTYPE"        read an ISCN karyotype: each cell line and abnormality in
+                              words, and the karyotype written canonically
 karyo train --config CFG.yaml [options]
                               train a model (same as python -m trainer train)
 karyo evaluate --data ROOT [--cells LIST] [--checkpoint CKPT] --json OUT.json
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         help="flag chromosomes whose type is wrong with a probability above this (read from "
         "the whole cell; default 0.1)",
     )  # fmt: skip
+    iscn = commands.add_parser("iscn", help="read an ISCN karyotype and say what it states")
+    iscn.add_argument("karyotype", help='an ISCN karyotype, e.g. "46,XY,t(9;22)(q34.1;q11.2)"')
     from trainer.cli import add_evaluate_parser, add_train_parser
     from trainer.finder_cli import add_export_finder_parser, add_finder_parser
 
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         from trainer.cli import run
 
         return run(args, "karyo")
+    if args.command == "iscn":
+        return _explain_iscn(args.karyotype)
     if args.command == "classify":
         return _classify(args)
     if args.command == "example":
@@ -98,6 +104,46 @@ def _write_example(out_dir: str, karyotype: str, seed: int, labelled: bool) -> i
         print(f"karyo: cannot write {out_dir}: {error.strerror or error}", file=sys.stderr)
         return 1
     print(f"wrote {len(cell)} crops of a {karyotype} cell to {folder}")
+    return 0
+
+
+def _explain_iscn(text: str) -> int:
+    """Print what a karyotype states, line by line; a malformed one is shown with a caret
+    under the part that is wrong."""
+    from karyo_gui.core.iscn import (
+        CaseKaryotype,
+        IscnError,
+        Karyotype,
+        abnormality_in_words,
+        order_abnormalities,
+        parse_iscn,
+    )
+
+    try:
+        case = parse_iscn(text)
+    except IscnError as error:
+        print(f"  {text}", file=sys.stderr)
+        print(f"  {' ' * error.position}^", file=sys.stderr)
+        print(f"karyo: {error}", file=sys.stderr)
+        return 2
+    kinds = {"mos": "a mosaic", "chi": "a chimera", "": "clones"}
+    if len(case.clones) > 1:
+        print(f"{kinds[case.prefix]} of {len(case.clones)} cell lines")
+    for number, line in enumerate(case.clones, start=1):
+        sex = f"sex chromosomes {line.sex}" if line.sex else "no sex chromosomes given"
+        cells = "" if line.cells is None else f", {line.cells} cell{'s' * (line.cells > 1)}"
+        print(f"cell line {number}: {line.count} chromosomes, {sex}{cells}")
+        width = max((len(item.text) for item in line.abnormalities), default=0)
+        for item in line.abnormalities:
+            print(f"  {item.text:<{width}}  {abnormality_in_words(item)}")
+        if not line.abnormalities:
+            print("  normal" if line.is_normal
+                  else "  no abnormality listed beyond the count and sex chromosomes")
+    canonical = CaseKaryotype(tuple(
+        Karyotype(line.count, line.sex, order_abnormalities(line.abnormalities), line.cells)
+        for line in case.clones), case.prefix).text
+    reordered = "  (abnormalities put in ISCN order)" if canonical != case.text else ""
+    print(f"canonical: {canonical}{reordered}")
     return 0
 
 
@@ -134,7 +180,7 @@ def _classify(args: argparse.Namespace) -> int:
 
     try:
         from karyo_gui.inference.classifier import Classifier
-        from karyo_gui.inference.report import cell_report
+        from karyo_gui.inference.report import case_report, cell_report
 
         classifier = Classifier(args.checkpoint, args.device)
         if args.doubt is not None:
@@ -150,6 +196,7 @@ def _classify(args: argparse.Namespace) -> int:
             },
             "device": str(classifier.device),
             "cells": [cell_report(result) for result in results],
+            "case": case_report(case),
             "problems": case.problems,
         }
         out = Path(args.json)

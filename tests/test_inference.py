@@ -177,6 +177,31 @@ def test_classify_a_case_file_of_a_signed_off_cell_keeps_its_labels(tmp_path):
     assert reported["chromosomes"][0]["type"] == "4"
 
 
+def test_classify_a_case_gives_the_case_karyotype_by_the_clonality_rules(tmp_path):
+    """Three cells of a case file: two 47,XY,+21 and one 46,XY; a cell counted only, one
+    analysed, one karyogrammed: the JSON's case object says the mosaic and the tally."""
+    from karyo_gui.core.case import Case, CellRole
+    from karyo_gui.core.case_file import save_case
+
+    cells = [generate_cell(k, seed=UNSEEN + 20 + i, name=f"cell {i}") for i, k in
+             enumerate(["47,XY,+21", "47,XY,+21", "46,XY"])]
+    for cell, role in zip(cells, [CellRole.COUNTED, CellRole.ANALYSED, CellRole.KARYOGRAMMED]):
+        cell.set_role(role, True, by="ann")
+        write_cell(cell, tmp_path / cell.name.replace(" ", "-"), labelled=False)
+    case_path = tmp_path / "case.karyo.json"
+    save_case(Case("c1", cells), case_path)
+    out = tmp_path / "r.json"
+    assert main(["classify", str(case_path), "--json", str(out), "--device", "cpu"]) == 0
+    case = json.loads(out.read_text(encoding="utf-8"))["case"]
+    assert case["karyotype"] == "mos 47,XY,+21[2]/46,XY[1]"
+    assert (case["cells_counted"], case["cells_analysed"], case["cells_karyogrammed"]) == (
+        1, 1, 1)
+    assert case["clones"] == [{"karyotype": "47,XY,+21[2]", "cells": 2},
+                              {"karyotype": "46,XY[1]", "cells": 1}]
+    assert case["single_cell_findings"] == []
+    assert not case["final"]
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [

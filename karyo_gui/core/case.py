@@ -14,9 +14,11 @@ import enum
 import getpass
 import hashlib
 import json
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import ClassVar
 
 import numpy as np
 
@@ -73,6 +75,42 @@ class CellStatus(str, enum.Enum):
     SIGNED_OFF = "signed_off"
 
 
+class CellRole(str, enum.Enum):
+    """What was done with a cell, in the guidelines' terms (ACMG E3.1.1): counted (its number
+    of chromosomes confirmed), analysed (its banding checked, band by band) and karyogrammed
+    (its karyogram goes in the report)."""
+
+    COUNTED = "counted"
+    ANALYSED = "analysed"
+    KARYOGRAMMED = "karyogrammed"
+
+    @property
+    def letter(self) -> str:
+        return self.value[0].upper()
+
+
+class Study(str, enum.Enum):
+    """Constitutional (blood, amniotic fluid: the karyotype one is born with) or oncology
+    (bone marrow, tumour: acquired clones). It sets the lab's cell policy and how the case
+    karyotype is written (``mos`` / ``chi`` only for constitutional mosaics and chimeras; an
+    acquired karyotype always gives its cell counts)."""
+
+    CONSTITUTIONAL = "constitutional"
+    ONCOLOGY = "oncology"
+
+
+@dataclass(frozen=True)
+class MarkedAbnormality:
+    """A structural abnormality a reviewer marked on one or two chromosomes of a cell: its
+    ISCN text (``t(9;22)(q34.1;q11.2)``, ``del(5)(q13q33)``, ``der(13;14)(q10;q10)``) and the
+    ids of the chromosomes that carry it (the der(9) and der(22) of a translocation)."""
+
+    iscn: str
+    chromosome_ids: tuple[str, ...]
+    by: str
+    at: datetime
+
+
 @dataclass(frozen=True)
 class Orientation:
     """How a crop is turned for display: rotation in degrees (multiple of 90), then mirror."""
@@ -112,8 +150,9 @@ class Correction:
     """One entry of a cell's audit trail."""
 
     chromosome_id: str
-    # "label" | "orientation" | "status" | on a metaphase: "split" | "join" | "delete" |
-    # "add" | "separate" (a crossing)
+    # "label" | "orientation" | "status" | "role" | "abnormality" | on a metaphase: "split" |
+    # "join" | "delete" | "add" | "separate" (a crossing); on a case (``Case.audit``):
+    # "details" | "karyotype" (an override) | "sign" | "reopen"
     action: str
     before: str
     after: str
@@ -185,6 +224,10 @@ class Cell:
     # set when a case file claimed a sign-off that its digest does not confirm: the cell was
     # opened as reviewed, not signed off, and this says why ("modified outside karyo")
     sign_off_problem: str | None = None
+    # what was done with it in the case (counted, analysed, karyogrammed)
+    roles: set[CellRole] = field(default_factory=set)
+    # structural abnormalities the reviewer marked (numerical ones come from the labels)
+    abnormalities: list[MarkedAbnormality] = field(default_factory=list)
 
     @property
     def needs_finding(self) -> bool:
@@ -242,8 +285,16 @@ class Cell:
 
     @property
     def karyotype(self) -> str:
-        """ISCN string of the labels currently shown."""
-        return karyotype_string(self.label_counts())
+        """ISCN string of the labels currently shown, with the structural abnormalities
+        marked on the cell (a mark that does not read leaves the numerical string)."""
+        if not self.abnormalities:
+            return karyotype_string(self.label_counts())
+        from karyo_gui.core.case_karyotype import MarkProblem, cell_line  # it imports this
+
+        try:
+            return cell_line(self).text
+        except MarkProblem:
+            return karyotype_string(self.label_counts())
 
     def set_manual_label(
         self, chromosome_id: str, label: ChromosomeType, by: str | None = None
@@ -292,6 +343,41 @@ class Cell:
                 now_utc(),
             )
         )
+
+    def set_role(self, role: CellRole, on: bool, by: str | None = None) -> None:
+        """Count a cell as counted / analysed / karyogrammed (or not), in the audit trail.
+        Allowed on a signed-off cell: it says what was done with the cell, not what it is."""
+        if (role in self.roles) == on:
+            return
+        (self.roles.add if on else self.roles.discard)(role)
+        self.audit.append(Correction("", "role", "" if on else role.value,
+                                     role.value if on else "", by or current_user(), now_utc()))
+
+    def mark_abnormality(self, iscn: str, chromosome_ids: tuple[str, ...] | list[str],
+                         by: str | None = None) -> MarkedAbnormality:
+        """The reviewer marks chromosomes as carrying a structural abnormality (its ISCN
+        text, already checked by the caller); recorded in the audit trail."""
+        self._require_editable()
+        for chromosome_id in chromosome_ids:
+            self.chromosome(chromosome_id)  # KeyError for an id the cell does not have
+        marked = MarkedAbnormality(iscn, tuple(chromosome_ids), by or current_user(), now_utc())
+        self.abnormalities.append(marked)
+        self.audit.append(Correction(",".join(marked.chromosome_ids), "abnormality", "", iscn,
+                                     marked.by, marked.at))
+        return marked
+
+    def unmark_abnormality(self, marked: MarkedAbnormality, by: str | None = None) -> None:
+        self._require_editable()
+        self.abnormalities.remove(marked)
+        self.audit.append(Correction(",".join(marked.chromosome_ids), "abnormality",
+                                     marked.iscn, "", by or current_user(), now_utc()))
+
+    def abnormality_of(self, chromosome_id: str) -> MarkedAbnormality | None:
+        """The structural abnormality marked on this chromosome, if any."""
+        for marked in self.abnormalities:
+            if chromosome_id in marked.chromosome_ids:
+                return marked
+        return None
 
     def set_status(self, status: CellStatus, by: str | None = None) -> None:
         """A new review status, recorded in the audit trail; signing off also records the
@@ -364,14 +450,82 @@ def sign_off_digest(cell: Cell) -> str | None:
             ]
             for c in cell.chromosomes
         ],
+        # role changes are left out: they say what was done with the cell, may change after
+        # its sign-off, and were not there when older files were signed
         "audit": [
             [e.chromosome_id, e.action, e.before, e.after, e.by, e.at.isoformat()]
-            for e in cell.audit
+            for e in cell.audit if e.action != "role"
         ],
     }
+    if cell.abnormalities:  # only when marked: digests of older files stay as they were
+        content["abnormalities"] = [
+            [m.iscn, list(m.chromosome_ids), m.by, m.at.isoformat()] for m in cell.abnormalities
+        ]
     # ASCII: names that are not valid UTF-8 (surrogate escapes) still give one digest
     text = json.dumps(content, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+BAND_LEVELS = (300, 400, 550, 700, 850)  # bands per haploid set of the ISCN ideograms
+
+
+@dataclass(frozen=True)
+class CaseDetails:
+    """What the report says about the specimen: typed in by the lab, kept in the case file,
+    never sent anywhere."""
+
+    patient_id: str = ""
+    specimen_id: str = ""
+    lab_id: str = ""
+    indication: str = ""  # the reason for the study ("recurrent miscarriage")
+    specimen_type: str = ""  # "peripheral blood", "bone marrow", "amniotic fluid"...
+    culture: str = ""  # "72 h PHA-stimulated", "24 h unstimulated"...
+    interpretation: str = ""
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "patient_id", "specimen_id", "lab_id", "indication", "specimen_type", "culture",
+        "interpretation")
+    TITLES: ClassVar[dict[str, str]] = {
+        "patient_id": "Patient ID", "specimen_id": "Specimen ID", "lab_id": "Lab ID",
+        "indication": "Indication", "specimen_type": "Specimen type", "culture": "Culture",
+        "interpretation": "Interpretation"}
+
+
+@dataclass(frozen=True)
+class KaryotypeOverride:
+    """The reviewer's own case karyotype in place of the composed one, with who and why."""
+
+    text: str
+    composed: str  # what karyo had composed when it was overridden
+    by: str
+    at: datetime
+    reason: str = ""
+
+
+class SignRole(str, enum.Enum):
+    ANALYST = "analyst"
+    CHECKER = "checker"
+
+
+@dataclass(frozen=True)
+class Signature:
+    role: SignRole
+    name: str
+    at: datetime
+    karyotype: str  # the case karyotype as it stood when signed
+
+
+class SignOffRefused(ValueError):
+    """A case signature karyo does not accept; the message says why."""
+
+
+def same_person(first: str, second: str) -> bool:
+    """Whether two typed names are one person's (case, accents' composition and runs of
+    spaces aside): the checker must be someone else than the analyst."""
+    def norm(name: str) -> str:
+        return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+    return norm(first) == norm(second)
 
 
 @dataclass(eq=False)
@@ -383,6 +537,103 @@ class Case:
     created: datetime = field(default_factory=now_utc)
     notes: str = ""
     problems: list[str] = field(default_factory=list)  # cells that could not be loaded at all
+    study: Study = Study.CONSTITUTIONAL
+    band_level: int | None = None  # set by the reviewer (a suggestion is only an estimate)
+    details: CaseDetails = field(default_factory=CaseDetails)
+    karyotype_override: KaryotypeOverride | None = None
+    # two-person review: the analyst signs, then a different person checks and signs
+    signatures: list[Signature] = field(default_factory=list)
+    audit: list[Correction] = field(default_factory=list)  # case-level entries
+
+    @property
+    def analyst(self) -> Signature | None:
+        return next((s for s in self.signatures if s.role is SignRole.ANALYST), None)
+
+    @property
+    def checker(self) -> Signature | None:
+        return next((s for s in self.signatures if s.role is SignRole.CHECKER), None)
+
+    @property
+    def is_final(self) -> bool:
+        """Final only when the analyst and a different checker have both signed."""
+        return self.analyst is not None and self.checker is not None
+
+    def require_unsigned(self, doing: str = "change the case") -> None:
+        if self.signatures:
+            who = ", ".join(f"{s.role.value} {s.name}" for s in self.signatures)
+            raise PermissionError(f"case {self.case_id} is signed ({who}); reopen the case "
+                                  f"before you {doing}")
+
+    def _log(self, action: str, before: str, after: str, by: str | None) -> None:
+        self.audit.append(Correction("", action, before, after, by or current_user(), now_utc()))
+
+    def set_details(self, details: CaseDetails, by: str | None = None) -> None:
+        """New report details; the audit trail names the fields that changed (not their
+        values: the case file keeps those, the audit need not repeat patient identifiers)."""
+        changed = [name for name in CaseDetails.FIELDS
+                   if getattr(details, name) != getattr(self.details, name)]
+        if not changed:
+            return
+        self.require_unsigned("change its details")
+        self.details = details
+        self._log("details", "", ", ".join(changed), by)
+
+    def set_study(self, study: Study, band_level: int | None, by: str | None = None) -> None:
+        if band_level is not None and band_level not in BAND_LEVELS:
+            raise ValueError(f"band level {band_level} is not one of the ISCN levels "
+                             f"{', '.join(map(str, BAND_LEVELS))}")
+        if (study, band_level) == (self.study, self.band_level):
+            return
+        self.require_unsigned("change its study or band level")
+        before = f"{self.study.value}, {self.band_level or 'no'} band level"
+        self.study, self.band_level = study, band_level
+        self._log("details", before, f"{study.value}, {band_level or 'no'} band level", by)
+
+    def override_karyotype(self, text: str | None, composed: str, by: str | None = None,
+                           reason: str = "") -> None:
+        """The reviewer's own case karyotype (ISCN text, checked by the caller), or None to
+        go back to the composed one; recorded in the case's audit trail."""
+        self.require_unsigned("change its karyotype")
+        before = self.karyotype_override.text if self.karyotype_override else composed
+        by = by or current_user()
+        self.karyotype_override = (None if text is None
+                                   else KaryotypeOverride(text, composed, by, now_utc(), reason))
+        self._log("karyotype", before, text if text is not None else f"{composed} (composed)",
+                  by)
+
+    def sign(self, role: SignRole, name: str, karyotype: str) -> Signature:
+        """Sign the case as analyst (first) or checker (then, someone else)."""
+        name = " ".join(name.split())
+        if not name:
+            raise SignOffRefused("type your name to sign")
+        if role is SignRole.ANALYST:
+            if self.analyst is not None:
+                raise SignOffRefused(f"the case is already signed by the analyst "
+                                     f"{self.analyst.name}")
+        else:
+            analyst = self.analyst
+            if analyst is None:
+                raise SignOffRefused("the analyst signs first; the checker signs after")
+            if self.checker is not None:
+                raise SignOffRefused(f"the case is already checked by {self.checker.name}")
+            if same_person(analyst.name, name):
+                raise SignOffRefused(f"{name} signed as the analyst; the check must be signed "
+                                     "by a different person")
+            if analyst.karyotype != karyotype:
+                raise SignOffRefused(f"the karyotype changed since the analyst signed "
+                                     f"({analyst.karyotype} -> {karyotype}); reopen the case")
+        signature = Signature(role, name, now_utc(), karyotype)
+        self.signatures.append(signature)
+        self.audit.append(Correction("", "sign", role.value, karyotype, name, signature.at))
+        return signature
+
+    def reopen(self, by: str | None = None, reason: str = "") -> None:
+        """Withdraw the signatures so the case can be changed; recorded."""
+        if not self.signatures:
+            return
+        before = "; ".join(f"{s.role.value} {s.name}" for s in self.signatures)
+        self.signatures.clear()
+        self._log("reopen", before, reason, by)
 
     def cell(self, name: str) -> Cell:
         for cell in self.cells:

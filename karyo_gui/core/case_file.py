@@ -54,14 +54,23 @@ from PIL import Image
 from karyo_gui import __version__
 from karyo_gui.core import images
 from karyo_gui.core.case import (
+    BAND_LEVELS,
     Case,
+    CaseDetails,
     Cell,
+    CellRole,
     CellStatus,
     Chromosome,
     Correction,
     Flag,
+    KaryotypeOverride,
     ManualLabel,
+    MarkedAbnormality,
     Orientation,
+    Signature,
+    SignOffRefused,
+    SignRole,
+    Study,
     last_sign_off,
     now_utc,
     sign_off_digest,
@@ -93,7 +102,7 @@ from karyo_gui.core.metaphase import (
 )
 
 FORMAT = "karyo-case"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SUFFIX = ".karyo.json"
 MAX_REGION_PIXELS = 10_000_000  # one chromosome's box; a whole 4096 x 2048 image is less
 MAX_CASE_FILE_BYTES = 512 * 2**20  # 1,000 cells of 46 chromosomes with their regions: ~100 MB
@@ -120,8 +129,28 @@ def _one_to_two(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def _two_to_three(document: dict[str, Any]) -> dict[str, Any]:
+    """Schema 3 adds the case as a lab reports it: per case ``study``, ``band_level``,
+    ``details``, ``karyotype_override``, ``signatures`` and its own ``audit``; per cell
+    ``roles`` and marked structural ``abnormalities``. A schema-2 file has none of them."""
+    case = document.get("case")
+    if not isinstance(case, dict):
+        return document
+    for key, value in (("study", "constitutional"), ("band_level", None), ("details", {}),
+                       ("karyotype_override", None), ("signatures", []), ("audit", [])):
+        case.setdefault(key, value)
+    cells = case.get("cells")
+    for cell in cells if isinstance(cells, list) else []:
+        if isinstance(cell, dict):
+            cell.setdefault("roles", [])
+            cell.setdefault("abnormalities", [])
+    return document
+
+
 # MIGRATIONS[n] upgrades a version-n document to version n + 1.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _one_to_two}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _one_to_two, 2: _two_to_three,
+}
 
 
 class CaseFileError(Exception):
@@ -372,11 +401,39 @@ def _parse_label(text: str | None) -> ChromosomeType | None:
     return None if text is None else ChromosomeType.from_name(_text(text, "label"))
 
 
+def _audit_to_list(audit: list[Correction]) -> list[dict[str, str]]:
+    return [
+        {
+            "chromosome": entry.chromosome_id,
+            "action": entry.action,
+            "from": entry.before,
+            "to": entry.after,
+            "by": entry.by,
+            "at": entry.at.isoformat(),
+        }
+        for entry in audit
+    ]
+
+
 def _case_to_dict(case: Case, base: Path) -> dict[str, Any]:
+    override = case.karyotype_override
     return {
         "case_id": case.case_id,
         "created": case.created.isoformat(),
         "notes": case.notes,
+        "study": case.study.value,
+        "band_level": case.band_level,
+        "details": {name: getattr(case.details, name) for name in CaseDetails.FIELDS},
+        "karyotype_override": None if override is None else {
+            "text": override.text, "composed": override.composed, "by": override.by,
+            "at": override.at.isoformat(), "reason": override.reason,
+        },
+        "signatures": [
+            {"role": s.role.value, "name": s.name, "at": s.at.isoformat(),
+             "karyotype": s.karyotype}
+            for s in case.signatures
+        ],
+        "audit": _audit_to_list(case.audit),
         "cells": [_cell_to_dict(cell, base) for cell in case.cells],
     }
 
@@ -392,17 +449,13 @@ def _cell_to_dict(cell: Cell, base: Path) -> dict[str, Any]:
         "finder_id": cell.finder_id,
         "sign_off_digest": cell.sign_off_digest if cell.status is CellStatus.SIGNED_OFF else None,
         "chromosomes": [_chromosome_to_dict(c, base, on_metaphase) for c in cell.chromosomes],
-        "audit": [
-            {
-                "chromosome": entry.chromosome_id,
-                "action": entry.action,
-                "from": entry.before,
-                "to": entry.after,
-                "by": entry.by,
-                "at": entry.at.isoformat(),
-            }
-            for entry in cell.audit
+        "roles": sorted(role.value for role in cell.roles),
+        "abnormalities": [
+            {"iscn": m.iscn, "chromosomes": list(m.chromosome_ids), "by": m.by,
+             "at": m.at.isoformat()}
+            for m in cell.abnormalities
         ],
+        "audit": _audit_to_list(cell.audit),
     }
 
 
@@ -501,13 +554,68 @@ def _case_from_dict(data: dict[str, Any], base: Path) -> Case:
     cells = _of_kind(data["cells"], list, "'cells'")
     _check_counts(cells)
     budget = PixelBudget.for_case()
-    return Case(
+    case = Case(
         case_id=_text(data["case_id"], "case_id"),
         cells=[_cell_from_dict(_of_kind(cell, dict, "each cell"), base, budget)
                for cell in cells],
         created=datetime.fromisoformat(_text(data["created"], "created")),
         notes=_text(data.get("notes", ""), "notes"),
+        study=Study(_text(data.get("study", "constitutional"), "study")),
+        band_level=_band_level(data.get("band_level")),
+        details=_details(_of_kind(data.get("details", {}), dict, "'details'")),
+        karyotype_override=_override(data.get("karyotype_override")),
+        audit=[_correction(entry) for entry in _of_kind(data.get("audit", []), list,
+                                                        "the case's 'audit'")],
     )
+    _check_signatures(case, _of_kind(data.get("signatures", []), list, "'signatures'"))
+    return case
+
+
+def _band_level(value: Any) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or value not in BAND_LEVELS:
+        raise ValueError(f"'band_level' must be one of {', '.join(map(str, BAND_LEVELS))} or "
+                         f"null, not {value!r}")
+    return value
+
+
+def _details(data: dict[str, Any]) -> CaseDetails:
+    return CaseDetails(**{name: _text(data.get(name, ""), name) for name in CaseDetails.FIELDS})
+
+
+def _override(data: Any) -> KaryotypeOverride | None:
+    if data is None:
+        return None
+    data = _of_kind(data, dict, "'karyotype_override'")
+    return KaryotypeOverride(
+        text=_text(data["text"], "text"), composed=_text(data["composed"], "composed"),
+        by=_text(data["by"], "by"), at=datetime.fromisoformat(_text(data["at"], "at")),
+        reason=_text(data.get("reason", ""), "reason"),
+    )
+
+
+def _check_signatures(case: Case, stored: list[Any]) -> None:
+    """Keep the signatures the rules allow (one analyst first, then a different checker who
+    signed the same karyotype); one that breaks them was made outside karyo: dropped, and
+    said in the case's problems and audit trail."""
+    for entry in stored:
+        entry = _of_kind(entry, dict, "each signature")
+        role = SignRole(_text(entry["role"], "role"))
+        name = _text(entry["name"], "name")
+        karyotype = _text(entry["karyotype"], "karyotype")
+        at = datetime.fromisoformat(_text(entry["at"], "at"))
+        try:
+            signature = case.sign(role, name, karyotype)
+        except SignOffRefused as error:
+            problem = (f"case {case.case_id}: the {role.value}'s signature ({name}) was not "
+                       f"kept: {error}; modified outside karyo?")
+            case.problems.append(problem)
+            case.audit.append(Correction("", "sign", role.value, "not kept (not valid)",
+                                         "karyo (signature not verified)", now_utc()))
+            continue
+        case.audit.pop()  # sign() logged it again: the stored trail already has it
+        case.signatures[-1] = Signature(signature.role, signature.name, at, karyotype)
 
 
 def _check_counts(cells: list[Any]) -> None:
@@ -557,6 +665,8 @@ def _cell_from_dict(data: dict[str, Any], base: Path, case_budget: PixelBudget |
         model_id=_text(data.get("model_id"), "model_id", optional=True),
         finder_id=_text(data.get("finder_id"), "finder_id", optional=True),
         audit=[_correction(entry) for entry in _of_kind(data["audit"], list, "'audit'")],
+        roles={CellRole(_text(role, "role"))
+               for role in _of_kind(data.get("roles", []), list, "'roles'")},
     )
     stored_digest = _text(data.get("sign_off_digest"), "sign_off_digest", optional=True)
     budget = PixelBudget.for_cell(case_budget)
@@ -603,6 +713,19 @@ def _cell_from_dict(data: dict[str, Any], base: Path, case_budget: PixelBudget |
         cell.problems.append(f"cell {cell.name}: {not_read} more crop(s) {spent.message()}; "
                              "they keep their labels but cannot be shown")
     _rename_duplicates(cell)
+    for marked in _of_kind(data.get("abnormalities", []), list, "'abnormalities'"):
+        marked = _of_kind(marked, dict, "each abnormality")
+        ids = tuple(_text(i, "chromosome") for i in _of_kind(marked["chromosomes"], list,
+                                                             "'chromosomes'"))
+        known = {c.id for c in cell.chromosomes}
+        if not set(ids) <= known:
+            cell.problems.append(f"cell {cell.name}: the abnormality {marked['iscn']!r} names "
+                                 f"chromosomes the cell does not have "
+                                 f"({', '.join(sorted(set(ids) - known))}); dropped")
+            continue
+        cell.abnormalities.append(MarkedAbnormality(
+            _text(marked["iscn"], "iscn"), ids, _text(marked["by"], "by"),
+            datetime.fromisoformat(_text(marked["at"], "at"))))
     if cell.status is CellStatus.SIGNED_OFF:
         _check_sign_off(cell, stored_digest)
     return cell

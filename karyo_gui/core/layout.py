@@ -15,7 +15,7 @@ Units are scene units; a view maps them to pixels. Nothing here knows about Qt.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,8 +99,12 @@ def karyogram_layout(
     scale: float | None = None,
     sizes: Mapping[str, tuple[int, int]] | None = None,
     centromeres: Mapping[str, float] | None = None,
+    derivatives: Collection[str] = (),
 ) -> KaryogramLayout:
     """Lay out a cell's chromosomes by their current label (``Chromosome.label``).
+
+    ``derivatives``: ids of chromosomes marked structurally abnormal; each stands to the
+    right of its normal homolog(s) in its slot, as karyograms show a der(9) beside the 9.
 
     ``sizes``: chromosome id -> (width, height) in pixels of the picture drawn (default:
     the crop as displayed); ``centromeres``: id -> the centromere's height in its picture
@@ -115,6 +119,9 @@ def karyogram_layout(
     by_type: dict[ChromosomeType, list[Chromosome]] = {t: [] for t in ChromosomeType}
     for chromosome in chromosomes:
         by_type[chromosome.label].append(chromosome)
+    if derivatives:
+        for members in by_type.values():
+            members.sort(key=lambda c: c.id in derivatives)  # stable: normal ones first
 
     def member_width(chromosome: Chromosome) -> float:
         width = sizes[chromosome.id][0] * scale

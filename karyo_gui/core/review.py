@@ -219,3 +219,15 @@ class TypedType:
         """A waiting ``1`` or ``2`` taken as it is."""
         text, self.pending = self.pending, ""
         return ChromosomeType.autosome(int(text)) if text else None
+
+
+def corrected_chromosomes(cell: Cell) -> int:
+    """How many chromosomes a reviewer gave another type than karyo's: a drag and its undo
+    count nothing, a swap counts its two chromosomes (not the audit entries it made)."""
+    corrected = 0
+    for chromosome in cell.chromosomes:
+        if chromosome.manual is None:
+            continue
+        machine = chromosome.assigned or chromosome.predicted or chromosome.given
+        corrected += chromosome.manual.label is not machine
+    return corrected

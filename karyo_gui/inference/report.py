@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from karyo_gui.core.case import Case, CellRole
+from karyo_gui.core.case_karyotype import case_karyotype, compose_case
 from karyo_gui.core.iscn import karyotype_string
 from karyo_gui.core.labels import ChromosomeType
 
@@ -112,3 +114,24 @@ def attention_overlay(image: np.ndarray, crop_map: np.ndarray, opacity: float = 
 def safe_file_name(text: str) -> str:
     """A chromosome or cell id as a file name on any system."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "crop"
+
+
+def case_report(case: Case) -> dict:
+    """The case as a lab reports it: its karyotype (the reviewer's override, else composed
+    from the cells by the ISCN clonality rules), how many cells were counted, analysed and
+    karyogrammed, the clones with their cell counts and the single-cell findings left out."""
+    composition = compose_case(case)
+    composed = composition.as_dict()
+    return {
+        "karyotype": case_karyotype(case, composition),
+        "composed": composed.pop("karyotype"),
+        "overridden": case.karyotype_override is not None,
+        "study": case.study.value,
+        "band_level": case.band_level,
+        **{f"cells_{role.value}": sum(role in cell.roles for cell in case.cells)
+           for role in CellRole},
+        **composed,  # clones, single-cell findings, which cells it rests on
+        "signed_by": {s.role.value: s.name for s in case.signatures},
+        "final": case.is_final,
+        "problems": list(composition.problems),
+    }

@@ -28,6 +28,7 @@ from PySide6.QtGui import (
 
 from karyo_gui import __version__
 from karyo_gui.core.case import Cell, CellStatus, current_user
+from karyo_gui.core.review import corrected_chromosomes
 from karyo_gui.qt.karyogram_view import (
     EXPORT_PIXELS_PER_UNIT,
     INK,
@@ -149,7 +150,7 @@ def report_lines(cell: Cell, info: ReportInfo) -> list[tuple[str, str]]:
         ("Count", str(len(cell))),
         ("Sex", (cell.sex or "undetermined") if cell.is_classified else "undetermined"),
         ("Status", status_text(cell)),
-        ("Manual corrections", str(sum(entry.action == "label" for entry in cell.audit))),
+        ("Manual corrections", str(corrected_chromosomes(cell))),  # chromosomes, not edits
         ("Model", model),
         ("karyo", info.karyo_version),
         ("Reviewer", _reviewer(cell, info)),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QGraphicsItem,
@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from karyo_gui.core.case import TYPE_FLAGS, Cell, Chromosome
+from karyo_gui.core.case_karyotype import derivative_names
 from karyo_gui.core.display import DisplayOptions, centromere_fraction, karyogram_picture
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.layout import KaryogramLayout, LayoutStyle, gallery_layout, karyogram_layout
@@ -239,7 +240,8 @@ class KaryogramScene(QGraphicsScene):
             centromeres = {id_: item.centromere for id_, item in self.chromosome_items.items()
                            if item.centromere is not None} if self.align_centromeres else None
             self.layout = karyogram_layout(cell.chromosomes, self.style, sizes=sizes,
-                                           centromeres=centromeres)  # fmt: skip
+                                           centromeres=centromeres,
+                                           derivatives=derivative_names(cell))
         label_font = QFont()
         label_font.setPointSizeF(11)
         for chromosome_type, slot in self.layout.slots.items():
@@ -256,6 +258,7 @@ class KaryogramScene(QGraphicsScene):
             self.label_items[chromosome_type] = self._decorations[-1]
         small = QFont()
         small.setPointSizeF(9)
+        derivatives = derivative_names(cell)
         for chromosome in cell.chromosomes:
             item = self.chromosome_items[chromosome.id]
             rect = self.layout.placements[chromosome.id]
@@ -267,6 +270,11 @@ class KaryogramScene(QGraphicsScene):
                 self._decorations.append(self._caption(
                     chromosome.label.display_name, small, rect.x - 10, rect.bottom + 2,
                     rect.width + 20,
+                ))
+            elif chromosome.id in derivatives:  # der(9), del(5)...: named above it
+                self._decorations.append(self._caption(
+                    derivatives[chromosome.id], small, rect.x - 14,
+                    rect.y - QFontMetricsF(small).height() - 1, rect.width + 28,
                 ))
         self.setSceneRect(QRectF(0, 0, self.layout.width, self.layout.height))
 

@@ -60,8 +60,17 @@ from karyo_gui import __version__
 if TYPE_CHECKING:
     from karyo_gui.qt.retrain import ModelHistoryDialog, RetrainDialog
 from karyo_gui.core.assignment import sex_uncertain
-from karyo_gui.core.case import Case, Cell, CellStatus
+from karyo_gui.core.case import (
+    Case,
+    Cell,
+    CellRole,
+    CellStatus,
+    MarkedAbnormality,
+    SignOffRefused,
+    SignRole,
+)
 from karyo_gui.core.case_file import SUFFIX, load_case, save_case
+from karyo_gui.core.case_karyotype import CaseComposition, case_karyotype, compose_case, tally
 from karyo_gui.core.display import DisplayOptions
 from karyo_gui.core.file_guard import (
     Fingerprint,
@@ -76,6 +85,7 @@ from karyo_gui.core.file_guard import (
     take_lock,
 )
 from karyo_gui.core.images import IMAGE_SUFFIXES, is_image_file
+from karyo_gui.core.iscn import IscnError, parse_iscn
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.layout import LayoutStyle
 from karyo_gui.core.loaders import display_path
@@ -94,6 +104,8 @@ from karyo_gui.core.review import (
 )
 from karyo_gui.core.synthetic import EXAMPLE_KARYOTYPES
 from karyo_gui.qt.background import BackgroundRead
+from karyo_gui.qt.case_panel import AbnormalityDialog, CaseDetailsDialog, CasePanel
+from karyo_gui.qt.case_report import CaseReportInfo, export_case_report_pdf
 from karyo_gui.qt.display_dialog import DisplayDialog
 from karyo_gui.qt.export import ReportInfo, export_karyogram_png, export_report_pdf
 from karyo_gui.qt.inspector import InspectorPanel
@@ -209,6 +221,33 @@ METAPHASE_TOOLS = (  # tool, menu text, shortcut, tooltip
      "if they are two wrong pieces), trace one of them through the crossing, end to end; "
      "the two then share the pixels where they cross"),
 )
+
+
+class AbnormalityCommand(QUndoCommand):
+    """A structural abnormality marked on (or removed from) chromosomes of a cell."""
+
+    def __init__(self, window: MainWindow, cell: Cell, marked: MarkedAbnormality | None,
+                 iscn: str = "", ids: tuple[str, ...] = ()) -> None:
+        super().__init__(f"remove {marked.iscn}" if marked else f"mark {iscn}")
+        self.window, self.cell, self.marked = window, cell, marked
+        self.iscn, self.ids, self.removing = iscn, ids, marked is not None
+
+    def redo(self) -> None:
+        by = self.window.settings.reviewer
+        if self.removing:
+            self.cell.unmark_abnormality(self.marked, by)
+        else:
+            self.marked = self.cell.mark_abnormality(self.iscn, self.ids, by)
+        self.window.cell_edited(self.cell, [])
+
+    def undo(self) -> None:
+        by = self.window.settings.reviewer
+        if self.removing:  # marked again (a new entry in the audit trail)
+            self.marked = self.cell.mark_abnormality(self.marked.iscn,
+                                                     self.marked.chromosome_ids, by)
+        else:
+            self.cell.unmark_abnormality(self.marked, by)
+        self.window.cell_edited(self.cell, [])
 
 
 def _swatch(colour, text: str) -> str:
@@ -331,6 +370,18 @@ class MainWindow(QMainWindow):
         self.inspector.attention_requested.connect(self._on_attention_requested)
         self.inspector_dock = self._dock("Inspector", "inspector", self.inspector,
                                          Qt.DockWidgetArea.RightDockWidgetArea)
+        self.case_panel = CasePanel()
+        self.case_dock = self._dock("Case", "case", self.case_panel,
+                                    Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.cell_list.setToolTip("[C A K]: the cell is counted, analysed, karyogrammed "
+                                  "(Cell menu, Ctrl+Alt+C / A / K)")
+        panel = self.case_panel
+        panel.details_button.clicked.connect(lambda: self.edit_case_details())
+        panel.override_button.clicked.connect(lambda: self.override_karyotype())
+        panel.analyst_button.clicked.connect(lambda: self.sign_case(SignRole.ANALYST))
+        panel.checker_button.clicked.connect(lambda: self.sign_case(SignRole.CHECKER))
+        panel.reopen_button.clicked.connect(lambda: self.reopen_case())
+        panel.report_button.clicked.connect(lambda: self._choose_case_report())
         self.problem_list = QListWidget()
         self.problems_dock = self._dock("Load problems", "problems", self.problem_list,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -450,7 +501,30 @@ class MainWindow(QMainWindow):
         self._action(menu, "&Sign off...", self.sign_off, "Ctrl+Shift+D")
         self._action(menu, "Re&open for editing", self.reopen)
         menu.addSeparator()
+        self.role_actions: dict[CellRole, QAction] = {}
+        for role, key in ((CellRole.COUNTED, "Ctrl+Alt+C"), (CellRole.ANALYSED, "Ctrl+Alt+A"),
+                          (CellRole.KARYOGRAMMED, "Ctrl+Alt+K")):
+            action = self._action(menu, f"{role.value.capitalize()}",
+                                  lambda r=role: self.set_role(r), key)
+            action.setCheckable(True)
+            self.role_actions[role] = action
+        menu.addSeparator()
+        self._action(menu, "Mark structural &abnormality...", self.mark_abnormality, "Ctrl+B")
+        self._action(menu, "Remove marked abnormality", self.unmark_abnormality)
+        menu.addSeparator()
         self._action(menu, "&Classify again", self.classify_again, "Ctrl+Shift+K")
+
+        menu = self.menuBar().addMenu("C&ase")
+        self._action(menu, "Case &details (identifiers, study, band level)...",
+                     self.edit_case_details)
+        self._action(menu, "&Override the case karyotype...", self.override_karyotype)
+        menu.addSeparator()
+        self._action(menu, "Sign as &analyst...", lambda: self.sign_case(SignRole.ANALYST))
+        self._action(menu, "Sign as &checker...", lambda: self.sign_case(SignRole.CHECKER))
+        self._action(menu, "&Reopen the case", self.reopen_case)
+        menu.addSeparator()
+        self._action(menu, "Export case &report as PDF...", self._choose_case_report,
+                     "Ctrl+Shift+P")
 
         menu = self.menuBar().addMenu("&View")
         self._action(menu, "&Fit karyogram to window", self.view.fit, "Ctrl+0")
@@ -478,7 +552,7 @@ class MainWindow(QMainWindow):
         self.sex_last_action.setCheckable(True)
         self.sex_last_action.setChecked(self.settings.sex_last)
         menu.addSeparator()
-        for dock in (self.cells_dock, self.inspector_dock, self.problems_dock):
+        for dock in (self.cells_dock, self.case_dock, self.inspector_dock, self.problems_dock):
             menu.addAction(dock.toggleViewAction())
 
         self._build_metaphase_menu()
@@ -791,6 +865,7 @@ class MainWindow(QMainWindow):
         self.cell_list.blockSignals(False)
         self.cell_list.setCurrentRow(0)
         self._on_cell_chosen(0)
+        self._refresh_case()
         self._update_title()
         if self.settings.classify_on_open:
             waiting = [c for c in case.cells if self._needs_classifying(c)]
@@ -1169,6 +1244,10 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- editing
     def _editable(self, cell: Cell) -> bool:
+        if self.case is not None and self.case.signatures:
+            self.show_error(f"Case {self.case.case_id} is signed; Case > Reopen the case to "
+                            "change it")
+            return False
         if cell.status is CellStatus.SIGNED_OFF:
             self.show_error(
                 f"Cell {cell.name} is signed off; Cell > Reopen for editing to change it"
@@ -1221,6 +1300,7 @@ class MainWindow(QMainWindow):
             self.inspector.show_chromosome(cell, selected)
             self._update_status()
         self._refresh_cell_entry(cell)
+        self._refresh_case()
         self._update_title()
         self._schedule_autosave()
 
@@ -1385,6 +1465,174 @@ class MainWindow(QMainWindow):
         cell.set_status(status, by=self.settings.reviewer)
         self.cell_edited(cell, [])
         self.statusBar().showMessage(f"Cell {cell.name}: {STATUS_TEXT[status]}", 5000)
+
+    # ------------------------------------------------------------------ the case
+    def composition(self) -> CaseComposition | None:
+        return compose_case(self.case) if self.case is not None else None
+
+    def _refresh_case(self) -> None:
+        case = self.case
+        composition = self.composition()
+        self.case_panel.show_case(
+            case, composition,
+            tally(case, self.settings.policy(case.study)) if case is not None else None)
+        cell = self.current_cell
+        for role, action in self.role_actions.items():
+            action.setEnabled(cell is not None)
+            action.setChecked(cell is not None and role in cell.roles)
+
+    def case_edited(self) -> None:
+        """After a change of the case itself (details, override, signature)."""
+        self._dirty = True
+        self._refresh_case()
+        self._update_title()
+        self._schedule_autosave()
+
+    def set_role(self, role: CellRole, on: bool | None = None) -> bool:
+        """Count the cell shown as counted / analysed / karyogrammed (or not); analysing or
+        karyogramming a cell counts it too."""
+        cell, case = self.current_cell, self.case
+        if cell is None or case is None:
+            return False
+        if case.signatures:
+            self.show_error(f"Case {case.case_id} is signed; Case > Reopen the case to "
+                            "change what was done with its cells")
+            self._refresh_case()
+            return False
+        on = role not in cell.roles if on is None else on
+        by = self.settings.reviewer
+        cell.set_role(role, on, by)
+        if on and role is not CellRole.COUNTED:
+            cell.set_role(CellRole.COUNTED, True, by)
+        self.cell_edited(cell, [])
+        return True
+
+    def mark_abnormality(self, kind: str | None = None) -> AbnormalityDialog | None:
+        """Open the dialog that marks a structural abnormality on the selected chromosome
+        (returned, already open; its OK applies it, undoably)."""
+        cell, selected = self.current_cell, self.selected_id()
+        if cell is None or selected is None:
+            self.statusBar().showMessage("Select the abnormal chromosome first", 4000)
+            return None
+        if not self._editable(cell):
+            return None
+        dialog = AbnormalityDialog(cell, selected, self.case.band_level if self.case else None,
+                                   self)
+        if kind is not None:
+            dialog.set_kind(kind)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self._abnormality_chosen(cell, dialog))
+        dialog.open()
+        return dialog
+
+    def _abnormality_chosen(self, cell: Cell, dialog: AbnormalityDialog) -> None:
+        if dialog.result_text == "+mar":  # a marker is an unclassified chromosome
+            for chromosome_id in dialog.result_ids:
+                self.reassign(chromosome_id, ChromosomeType.UNCLASSIFIED)
+            return
+        for chromosome_id in dialog.result_ids:  # a chromosome carries one abnormality
+            earlier = cell.abnormality_of(chromosome_id)
+            if earlier is not None:
+                self._stacks[cell].push(AbnormalityCommand(self, cell, earlier))
+        self._stacks[cell].push(AbnormalityCommand(self, cell, None, dialog.result_text,
+                                                   dialog.result_ids))
+
+    def unmark_abnormality(self) -> bool:
+        cell, selected = self.current_cell, self.selected_id()
+        marked = cell.abnormality_of(selected) if cell and selected else None
+        if marked is None:
+            self.statusBar().showMessage("The selected chromosome has no marked abnormality",
+                                         4000)
+            return False
+        if not self._editable(cell):
+            return False
+        self._stacks[cell].push(AbnormalityCommand(self, cell, marked))
+        return True
+
+    def edit_case_details(self) -> CaseDetailsDialog | None:
+        case = self.case
+        if case is None:
+            return None
+        if case.signatures:
+            self.show_error(f"Case {case.case_id} is signed; Case > Reopen the case to "
+                            "change its details")
+            return None
+        dialog = CaseDetailsDialog(case, self.composition(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def apply() -> None:
+            by = self.settings.reviewer
+            case.set_details(dialog.details(), by)
+            case.set_study(*dialog.chosen_study(), by=by)
+            self.case_edited()
+
+        dialog.accepted.connect(apply)
+        dialog.open()
+        return dialog
+
+    def override_karyotype(self, text: str | None = None, reason: str = "") -> bool:
+        """Set the case karyotype by hand (asks when ``text`` is None); an empty text goes
+        back to the composed one. Malformed ISCN is refused with the place of the error."""
+        case = self.case
+        if case is None:
+            return False
+        composed = self.composition().karyotype
+        if text is None:
+            current = case_karyotype(case)
+            text, ok = QInputDialog.getText(
+                self, "Case karyotype", f"Composed from the cells: {composed or '—'}\n"
+                "Your karyotype for the report (ISCN; empty: the composed one):", text=current)
+            if not ok:
+                return False
+        text = text.strip()
+        try:
+            if text:
+                text = parse_iscn(text).text
+            case.override_karyotype(text or None, composed, self.settings.reviewer, reason)
+        except IscnError as error:
+            self.show_error(f"Not a karyotype karyo can read: {error}")
+            return False
+        except PermissionError as error:
+            self.show_error(str(error))
+            return False
+        self.case_edited()
+        return True
+
+    def sign_case(self, role: SignRole, name: str | None = None) -> bool:
+        """Sign the case as analyst or checker (asks the name when not given); refused with
+        the reason when the rules do not allow it (same person twice, checker first...)."""
+        case = self.case
+        if case is None:
+            return False
+        karyotype = case_karyotype(case)
+        if not karyotype:
+            self.show_error("There is no case karyotype to sign yet")
+            return False
+        if name is None:
+            default = self.settings.reviewer if role is SignRole.ANALYST else ""
+            name, ok = QInputDialog.getText(
+                self, f"Sign as {role.value}",
+                f"Case {case.case_id}: {karyotype}\nYour name, as the report shows it:",
+                text=default)
+            if not ok:
+                return False
+        try:
+            case.sign(role, name, karyotype)
+        except SignOffRefused as error:
+            self.show_error(f"Not signed: {error}")
+            return False
+        self.case_edited()
+        self.statusBar().showMessage(f"Case {case.case_id} signed by {name} as {role.value}"
+                                     + (": final" if case.is_final else ""), 6000)
+        return True
+
+    def reopen_case(self) -> bool:
+        case = self.case
+        if case is None or not case.signatures:
+            return False
+        case.reopen(self.settings.reviewer)
+        self.case_edited()
+        return True
 
     def _ask_reviewer(self) -> None:
         name, ok = QInputDialog.getText(
@@ -1610,8 +1858,28 @@ class MainWindow(QMainWindow):
             path, ".pdf", lambda p: export_report_pdf(self.current_cell, p, self._report_info())
         )
 
-    def _export(self, path: Path, suffix: str, write) -> Path | None:
-        if self.current_cell is None:
+    def _choose_case_report(self) -> None:
+        if self.case is None:
+            return
+        folder = Path(self.origin).parent if self.origin else Path.home()
+        path, _ = QFileDialog.getSaveFileName(self, "Export case report",
+                                              str(folder / f"{self.case.case_id} report.pdf"),
+                                              "PDF (*.pdf)")
+        if path:
+            self.export_case_report(Path(path))
+
+    def export_case_report(self, path: Path) -> Path | None:
+        """The case report PDF (summary page, then the karyogrammed cells' karyograms)."""
+        if self.case is None:
+            return None
+        classifier = self.service.classifier
+        info = CaseReportInfo(self.settings.policy(self.case.study),
+                              classifier.description if classifier is not None else None)
+        return self._export(path, ".pdf",
+                            lambda p: export_case_report_pdf(self.case, p, info), need_cell=False)
+
+    def _export(self, path: Path, suffix: str, write, need_cell: bool = True) -> Path | None:
+        if need_cell and self.current_cell is None:
             return None
         path = Path(path)
         if path.suffix.lower() != suffix:
@@ -1693,7 +1961,9 @@ class MainWindow(QMainWindow):
         # a break may fall after each comma: a long ISCN wraps instead of being clipped
         karyotype = cls._karyotype_text(cell).replace(",", ",\u200b")
         given = "given " if cls._labels_given_only(cell) else ""
-        return f"{cell.name}\n{given}{karyotype} · {STATUS_TEXT[cell.status]}{warning}"
+        roles = " ".join(role.letter for role in CellRole if role in cell.roles)
+        return (f"{cell.name}{'  [' + roles + ']' if roles else ''}\n{given}{karyotype} · "
+                f"{STATUS_TEXT[cell.status]}{warning}")
 
     def _refresh_cell_entry(self, cell: Cell) -> None:
         if self.case is not None and cell in self.case.cells:
@@ -1761,6 +2031,10 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        else:  # first start: the Case panel gets room for its karyotype and tally
+            QTimer.singleShot(0, lambda: self.resizeDocks(
+                [self.cells_dock, self.case_dock],
+                [self.height() * 2 // 5, self.height() * 3 // 5], Qt.Orientation.Vertical))
 
     def closeEvent(self, event) -> None:
         self.cancel_open()  # a read under way is dropped; the case open stays to settle

@@ -24,8 +24,10 @@ from pathlib import Path
 import platformdirs
 from PySide6.QtCore import QSettings
 
-from karyo_gui.core.case import current_user
+from karyo_gui.core.case import Study, current_user
 from karyo_gui.core.case_file import SUFFIX, remove_orphan_temporaries, write_atomically
+from karyo_gui.core.case_karyotype import DEFAULT_POLICIES as _DEFAULT
+from karyo_gui.core.case_karyotype import CellPolicy
 from karyo_gui.core.file_guard import live_holder, read_holder, write_holder
 
 APP = "karyo"
@@ -58,6 +60,12 @@ class _Choice:
 
     def __set__(self, settings, value) -> None:
         settings.store.setValue(self.key, self.kind(value))
+
+
+def _policy(study: str, role: str) -> _Choice:
+    """A number of the lab's cell policy, 1-200 (defaults: DEFAULT_POLICIES)."""
+    return _Choice(f"policy/{study}_{role}", getattr(_DEFAULT[Study(study)], role), int,
+                   (1, 200))
 
 
 class Settings:
@@ -112,6 +120,23 @@ class Settings:
     sharpen = _Choice("view/sharpen", 0.0, float, (0.0, 2.0))
     # N (next flagged) also stops at chromosomes whose orientation is unsure
     orientation_in_review = _Choice("review/orientation_in_review", False)
+    # the lab's policy: cells to count / analyse / karyogram per case (Case > Lab policy)
+    constitutional_counted = _policy("constitutional", "counted")
+    constitutional_analysed = _policy("constitutional", "analysed")
+    constitutional_karyogrammed = _policy("constitutional", "karyogrammed")
+    oncology_counted = _policy("oncology", "counted")
+    oncology_analysed = _policy("oncology", "analysed")
+    oncology_karyogrammed = _policy("oncology", "karyogrammed")
+
+    def policy(self, study) -> CellPolicy:
+        """The lab's cell policy for a study (defaults: constitutional 20/5/2, oncology
+        20/20/2, the ACMG guidelines' usual numbers)."""
+        return CellPolicy(*(getattr(self, f"{study.value}_{role}")
+                            for role in ("counted", "analysed", "karyogrammed")))
+
+    def set_policy(self, study, policy: CellPolicy) -> None:
+        for role in ("counted", "analysed", "karyogrammed"):
+            setattr(self, f"{study.value}_{role}", getattr(policy, role))
 
     @property
     def model_path(self) -> str | None:
