@@ -86,10 +86,9 @@ def main() -> int:
 
     dialog = window.mark_abnormality("t")
     dialog.second.setCurrentText("22")
-    dialog.choose_band(0, "q34.1" if any(b.name == "q34.1" for b in dialog.ideograms[0].bands)
-                       else dialog.ideograms[0].bands[-2].name)
-    dialog.choose_band(1, "q11.2" if any(b.name == "q11.2" for b in dialog.ideograms[1].bands)
-                       else dialog.ideograms[1].bands[-2].name)
+    for which, wanted in ((0, ("q34.1", "q34")), (1, ("q11.2", "q11"))):
+        shown = {band.name for band in dialog.ideograms[which].bands}
+        dialog.choose_band(which, next(name for name in wanted if name in shown))
     dialog.resize(620, 760)
     wait_for(app, lambda: False, 0.3)
     shots.append(args.out / "case-abnormality.png")

@@ -330,3 +330,40 @@ def test_the_suggestion_names_a_robertsonian_carrier_and_the_philadelphia_transl
                                                       of_type(cell, T.autosome(22))))
     text = suggest_interpretation(compose_case(leukaemia), Study.ONCOLOGY)
     assert "Philadelphia" in text and "3 of 3 cells" in text
+
+
+def test_a_signed_case_whose_cells_were_changed_outside_karyo_opens_unsigned(tmp_path):
+    import json
+
+    case = case_of([("46,XX", 1)])
+    case.sign(SignRole.ANALYST, "Ann", "46,XX")
+    case.sign(SignRole.CHECKER, "Bob", "46,XX")
+    path = tmp_path / "case.karyo.json"
+    save_case(case, path)
+    document = json.loads(path.read_text(encoding="utf-8"))
+    document["case"]["cells"][0]["chromosomes"][0]["given"] = "Y"  # a hand edit
+    path.write_text(json.dumps(document), encoding="utf-8")
+    again = load_case(path)
+    assert not again.signatures and not again.is_final
+    assert any("signed as 46,XX" in problem for problem in again.problems)
+    assert again.audit[-1].action == "reopen"
+
+
+def test_a_schema_2_case_file_opens_with_no_roles_marks_or_signatures(tmp_path):
+    import json
+
+    case = case_of([("46,XX", 2)])
+    path = tmp_path / "old.karyo.json"
+    save_case(case, path)
+    document = json.loads(path.read_text(encoding="utf-8"))
+    document["schema_version"] = 2
+    for key in ("study", "band_level", "details", "karyotype_override", "signatures", "audit"):
+        del document["case"][key]
+    for cell in document["case"]["cells"]:
+        del cell["roles"], cell["abnormalities"]
+    path.write_text(json.dumps(document), encoding="utf-8")
+    again = load_case(path)
+    assert again.study is Study.CONSTITUTIONAL and again.band_level is None
+    assert not again.signatures and again.details == CaseDetails()
+    assert all(not cell.roles and not cell.abnormalities for cell in again.cells)
+    assert compose_case(again).karyotype == "46,XX"

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from karyo_gui.cli import main as karyo
 from karyo_gui.core.case import Case, Cell, Chromosome, Orientation
 from karyo_gui.core.case_file import (
+    SCHEMA_VERSION,
     CaseFileError,
     SaveTargetError,
     load_case,
@@ -239,7 +240,8 @@ ROTATION = '"rotation":0'
         (lambda t: t.replace('"content_hash":null', '"content_hash":5', 1), "content_hash"),
         (lambda t: t.replace('"model_id":null', '"model_id":{}', 1), "model_id"),
         (lambda t: t.replace('"flipped":false', '"flipped":"no"', 1), "flipped"),
-        (lambda t: t.replace('"schema_version":2', '"schema_version":true'), "schema_version"),
+        (lambda t: t.replace(f'"schema_version":{SCHEMA_VERSION}', '"schema_version":true'),
+             "schema_version"),
     ],
     ids=["inf", "-inf", "nan", "1e400", "5000-digits", "nested", "nested-inside",
          "rotation-float", "rotation-text", "id-list", "hash-number", "model-id-object",

@@ -411,7 +411,7 @@ def test_a_metaphase_cell_round_trips(tmp_path):
     assert loaded.cells[0].problems == []
     assert_same_cell(loaded.cells[0], cell)
     document = json.loads(path.read_text(encoding="utf-8"))
-    assert document["schema_version"] == case_file.SCHEMA_VERSION == 2
+    assert document["schema_version"] == case_file.SCHEMA_VERSION == 3
     stored = document["case"]["cells"][0]
     assert stored["metaphase"]["source_path"] == "images/spread.png"  # portable
     assert "image_png" not in stored["metaphase"]
@@ -686,7 +686,8 @@ def test_a_schema_1_file_still_loads(tmp_path):
     assert np.array_equal(chromosome.image, crop)
     assert cell.audit[0].after == "X"
     save_case(case, path)  # written again at the current schema
-    assert json.loads(path.read_text(encoding="utf-8"))["schema_version"] == 2
+    schema = json.loads(path.read_text(encoding="utf-8"))["schema_version"]
+    assert schema == case_file.SCHEMA_VERSION
     assert load_case(path).cells[0].chromosomes[0].label is T.X
 
 

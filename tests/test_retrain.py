@@ -242,7 +242,19 @@ def test_the_dialog_fills_the_run_from_the_number_of_reviewed_cells(qtbot, tiny_
     assert dialog.epochs_spin.value() == recipe.epochs
     assert "4 reviewed cells" in dialog.recipe_label.text()
     assert "about" in dialog.recipe_label.text()  # a time estimate
+    # four cells: the measured curve says that is too few for a gain on a new lab
+    assert "Fewer than 5 reviewed cells" in dialog.recipe_label.text()
     assert dialog.plan().lr == recipe.lr
     dialog.case_list.item(0).setCheckState(Qt.CheckState.Unchecked)
     assert "0 reviewed cells" in dialog.recipe_label.text() or "Choose" in \
         dialog.recipe_label.text()
+
+
+def test_the_curve_note_warns_below_five_cells_and_gives_the_measured_gains():
+    from trainer.finetune import FEW_CELLS, NEW_LAB_CURVE, curve_note
+
+    few, enough = curve_note(FEW_CELLS - 1), curve_note(FEW_CELLS)
+    assert "no gain" in few and "review more cells" in few
+    assert "no gain" not in enough
+    gain_20 = 100 * (NEW_LAB_CURVE[20][0] - NEW_LAB_CURVE[0][0])
+    assert f"20 cells {gain_20:+.1f}" in enough

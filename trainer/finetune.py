@@ -37,6 +37,29 @@ class FineTuneRecipe:
         return max(1, math.ceil(self.steps / self.epochs))
 
 
+# the new-lab curve (bench/new_lab_curve.py, gband612-only model fine-tuned through this
+# recipe on n reviewed cil24 cells, 2 CPU cores): n -> (crop accuracy on 80 cil24 test
+# metaphases, crop accuracy on 80 gband612 test cells, minutes)
+NEW_LAB_CURVE = {0: (0.7668, 0.9741, 0.0), 3: (0.7573, 0.9486, 7.5), 5: (0.7984, 0.9624, 8.2),
+                 10: (0.8098, 0.9614, 22.2), 20: (0.8370, 0.9608, 20.5)}
+FEW_CELLS = 5  # below it fine-tuning was measured to give nothing on a new lab
+
+
+def curve_note(n_cells: int) -> str:
+    """What the measured new-lab curve says a run on ``n_cells`` reviewed cells can give."""
+    start = NEW_LAB_CURVE[0][0]
+    gains = ", ".join(f"{n} cells {100 * (NEW_LAB_CURVE[n][0] - start):+.1f}"
+                      for n in sorted(NEW_LAB_CURVE) if n >= FEW_CELLS)
+    measured = (f"Measured on a lab the model never saw (crop accuracy, points): {gains}.")
+    if n_cells >= FEW_CELLS:
+        return measured
+    three_lab, three_home, _ = NEW_LAB_CURVE[3]
+    return (f"Fewer than {FEW_CELLS} reviewed cells: on a new lab 3 cells gave no gain "
+            f"({100 * start:.1f} % -> {100 * three_lab:.1f} %) and cost "
+            f"{100 * (NEW_LAB_CURVE[0][1] - three_home):.1f} points on the original lab; "
+            f"review more cells first. {measured}")
+
+
 def recipe_for(n_cells: int) -> FineTuneRecipe:
     """The run for a lab that gave ``n_cells`` reviewed cells: more cells, more steps (up to
     a cap); a gentler learning rate once there are enough cells to learn slowly from."""

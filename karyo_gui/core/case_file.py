@@ -75,6 +75,7 @@ from karyo_gui.core.case import (
     now_utc,
     sign_off_digest,
 )
+from karyo_gui.core.case_karyotype import case_karyotype
 from karyo_gui.core.images import (
     CropReadError,
     FileTooLargeError,
@@ -616,6 +617,13 @@ def _check_signatures(case: Case, stored: list[Any]) -> None:
             continue
         case.audit.pop()  # sign() logged it again: the stored trail already has it
         case.signatures[-1] = Signature(signature.role, signature.name, at, karyotype)
+    if case.signatures and case.signatures[0].karyotype != case_karyotype(case):
+        signed = case.signatures[0].karyotype
+        problem = (f"case {case.case_id}: signed as {signed}, but its cells now read "
+                   f"{case_karyotype(case) or 'nothing'} (modified outside karyo?); the "
+                   "signatures were withdrawn: check the case and sign it again")
+        case.problems.append(problem)
+        case.reopen(by="karyo (signature not verified)", reason="karyotype changed since signing")
 
 
 def _check_counts(cells: list[Any]) -> None:

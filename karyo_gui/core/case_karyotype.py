@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from karyo_gui.core.case import Case, Cell, CellRole, CellStatus, Study
 from karyo_gui.core.iscn import (
+    NEAR_DIPLOID_MAX,
     Abnormality,
     CaseKaryotype,
     IscnError,
@@ -43,7 +44,7 @@ from karyo_gui.core.labels import ChromosomeType
 
 CLONE_GAIN = 2  # cells with the same gain or structural abnormality make a clone
 CLONE_LOSS = 3  # cells with the same loss
-NEAR_DIPLOID_MAX = 57  # above it a cell is compared as a whole line (triploid and up)
+# (NEAR_DIPLOID_MAX: above it a cell is compared as a whole line, triploid and up)
 
 
 @dataclass(frozen=True)

@@ -1610,10 +1610,16 @@ class MainWindow(QMainWindow):
             return False
         if name is None:
             default = self.settings.reviewer if role is SignRole.ANALYST else ""
+            counts = tally(case, self.settings.policy(case.study))
+            unreviewed = sum(cell.status is CellStatus.UNREVIEWED for cell in case.cells
+                             if cell.roles)
+            warnings = ([] if counts.complete else [f"Policy not met: {counts.text()}."]) + (
+                [f"{unreviewed} cell(s) with a role are not marked reviewed."]
+                if unreviewed else [])
             name, ok = QInputDialog.getText(
                 self, f"Sign as {role.value}",
-                f"Case {case.case_id}: {karyotype}\nYour name, as the report shows it:",
-                text=default)
+                f"Case {case.case_id}: {karyotype}\n" + "".join(w + "\n" for w in warnings)
+                + "Your name, as the report shows it:", text=default)
             if not ok:
                 return False
         try:

@@ -49,7 +49,7 @@ from karyo_gui.core.case import CellStatus
 from karyo_gui.core.case_file import SUFFIX
 from karyo_gui.core.loaders import display_path
 from trainer.data import lab_of_source
-from trainer.finetune import LAB_WEIGHT, estimate_seconds, recipe_for
+from trainer.finetune import LAB_WEIGHT, curve_note, estimate_seconds, recipe_for
 
 if TYPE_CHECKING:  # the registry reads model headers with torch: imported when used
     from karyo_gui.inference.registry import ModelRegistry, RegisteredModel
@@ -426,7 +426,7 @@ class RetrainDialog(QDialog):
                   if seconds is not None else "one pass over all crops per epoch")
         self.recipe_label.setText(
             f"{cells} reviewed cells: {plan.epochs * plan.steps_per_epoch or 'all'} steps at "
-            f"learning rate {plan.lr:g}, {share}; {timing}."
+            f"learning rate {plan.lr:g}, {share}; {timing}. {curve_note(cells)}"
         )
 
     def _choose_case_files(self) -> None:
