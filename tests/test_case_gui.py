@@ -133,3 +133,20 @@ def test_the_case_report_shows_the_case_and_its_karyograms(window, tmp_path):
     ink = sum(summary.pixelColor(x, y).lightness() < 128
               for x in range(0, summary.width(), 4) for y in range(0, summary.height(), 4))
     assert ink > 200  # text was drawn
+
+
+def test_ideograms_beside_the_pairs_follow_the_case_band_level(window):
+    window.ideogram_action.trigger()
+    layout = window.scene.layout
+    assert set(layout.ideograms) == set(T.types())
+    nine = window.scene.layout.slots[T.autosome(9)]
+    beside = layout.ideograms[T.autosome(9)]
+    assert nine.rect.x < beside.x and beside.right <= nine.rect.right
+    for chromosome_id in nine.members:  # the homologs stand left of it
+        assert layout.placements[chromosome_id].right <= beside.x
+    window.case.set_study(window.case.study, 850)
+    window.ideogram_action.trigger()
+    window.ideogram_action.trigger()
+    assert window.scene.ideogram_level == 850
+    window.ideogram_action.trigger()
+    assert not window.scene.layout.ideograms and window.scene.ideogram_level is None

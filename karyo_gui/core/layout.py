@@ -66,6 +66,8 @@ class LayoutStyle:
     label_height: float = 22.0
     margin: float = 16.0
     sex_last: bool = False
+    # room for the type's ideogram to the right of its homologs (0: none drawn)
+    ideogram_width: float = 0.0
 
 
 @dataclass
@@ -85,6 +87,8 @@ class KaryogramLayout:
     height: float
     slots: dict[ChromosomeType, Slot]
     placements: dict[str, Rect]  # chromosome id -> where its displayed crop goes
+    # type -> where its ideogram goes, pter at the top (only with style.ideogram_width)
+    ideograms: dict[ChromosomeType, Rect] = field(default_factory=dict)
 
     def slot_at(self, x: float, y: float) -> ChromosomeType | None:
         for chromosome_type, slot in self.slots.items():
@@ -130,7 +134,9 @@ def karyogram_layout(
     def slot_width(members: list[Chromosome]) -> float:
         widths = [member_width(c) for c in members]
         widths += [typical_width] * max(0, 2 - len(members))  # room for two homologs
-        return sum(widths) + style.homolog_gap * (len(widths) - 1)
+        return sum(widths) + style.homolog_gap * (len(widths) - 1) + beside
+
+    beside = style.ideogram_width + style.homolog_gap * 2 if style.ideogram_width > 0 else 0.0
 
     rows = karyogram_rows(style.sex_last)
     row_widths = [
@@ -149,6 +155,7 @@ def karyogram_layout(
 
     slots: dict[ChromosomeType, Slot] = {}
     placements: dict[str, Rect] = {}
+    ideograms: dict[ChromosomeType, Rect] = {}
     y = style.margin
     for row, row_width in zip(rows, row_widths):
         members_of_row = [c for t in row for c in by_type[t]]
@@ -171,8 +178,12 @@ def karyogram_layout(
                 {c.id: y + above - p_arm(c) + sizes[c.id][1] * scale for c in members}
                 if above is not None else {}
             )  # fmt: skip
-            _place_members(members, slots[chromosome_type], x, y + row_height, width,
+            _place_members(members, slots[chromosome_type], x, y + row_height, width - beside,
                            member_width, sizes, scale, style, placements, bottoms)
+            if beside:
+                ideograms[chromosome_type] = _ideogram_rect(
+                    chromosome_type, members, sizes, scale, style, x + width - beside, y,
+                    row_height, above)
             x += width + style.slot_gap
         y += row_height + style.label_height + style.row_gap
 
@@ -186,6 +197,7 @@ def karyogram_layout(
             height=y - style.row_gap + style.margin,
             slots=slots,
             placements=placements,
+            ideograms=ideograms,
         )
     lines = _wrap(bucket, content_width, member_width, style.homolog_gap)
     top = y
@@ -210,7 +222,28 @@ def karyogram_layout(
         height=height,
         slots=slots,
         placements=placements,
+        ideograms=ideograms,
     )
+
+
+def _ideogram_rect(chromosome_type: ChromosomeType, members: list[Chromosome],
+                   sizes: Mapping[str, tuple[int, int]], scale: float, style: LayoutStyle,
+                   x: float, top: float, row_height: float, above: float | None) -> Rect:
+    """Beside the homologs: as tall as they are (the median of them; the type's textbook share
+    of the tallest when the slot is empty), its centromere on the row's centromere line when
+    the row hangs on one, else standing on the baseline."""
+    heights = sorted(sizes[c.id][1] * scale for c in members)
+    shape = ideogram(chromosome_type)
+    height = (heights[len(heights) // 2] if heights
+              else style.tallest * shape.relative_length)
+    height = min(height, row_height)
+    left = x + style.homolog_gap
+    if above is not None:
+        y = top + above - height * shape.centromere_index
+        y = min(max(y, top), top + row_height - height)
+    else:
+        y = top + row_height - height
+    return Rect(left, y, style.ideogram_width, height)
 
 
 def _common_scale(

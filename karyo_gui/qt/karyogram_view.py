@@ -14,11 +14,22 @@ onto another type's slot (reassign) or onto another chromosome (swap).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QImage, QPainter, QPen, QPixmap
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QImage,
+    QPainter,
+    QPen,
+    QPixmap,
+    QPolygonF,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QGraphicsItem,
@@ -29,11 +40,18 @@ from PySide6.QtWidgets import (
     QStyle,
 )
 
+from karyo_gui.core.bands import ideogram_bands
 from karyo_gui.core.case import TYPE_FLAGS, Cell, Chromosome
 from karyo_gui.core.case_karyotype import derivative_names
 from karyo_gui.core.display import DisplayOptions, centromere_fraction, karyogram_picture
 from karyo_gui.core.labels import ChromosomeType
-from karyo_gui.core.layout import KaryogramLayout, LayoutStyle, gallery_layout, karyogram_layout
+from karyo_gui.core.layout import (
+    KaryogramLayout,
+    LayoutStyle,
+    Rect,
+    gallery_layout,
+    karyogram_layout,
+)
 from karyo_gui.core.review import confidence, flags_text, needs_review, orientation_unsure
 
 PAPER = QColor("white")  # crops have a white background: the karyogram stays white
@@ -162,6 +180,39 @@ class ChromosomeItem(QGraphicsPixmapItem):
         return super().boundingRect().adjusted(-margin, -margin, margin, margin)
 
 
+IDEOGRAM_WIDTH = 9.0  # scene units: a narrow bar beside the homologs
+
+
+def ideogram_items(scene: QGraphicsScene, chromosome_type: ChromosomeType, rect: Rect,
+                   level: int) -> list[QGraphicsItem]:
+    """The type's ideogram at ``level`` bands drawn into ``rect`` (pter at the top): grey
+    bands by their stain, the centromere as a waist, a thin outline."""
+    if chromosome_type is ChromosomeType.UNCLASSIFIED:
+        return []
+    items: list[QGraphicsItem] = []
+    no_pen = QPen(Qt.PenStyle.NoPen)
+    for band in ideogram_bands(chromosome_type.display_name, level):
+        top = rect.y + band.start * rect.height
+        height = (band.end - band.start) * rect.height
+        if band.stain == "acen":
+            wide, narrow = rect.width / 2, rect.width * 0.2
+            upper, lower = (wide, narrow) if band.arm == "p" else (narrow, wide)
+            middle = rect.x + rect.width / 2
+            shape = QPolygonF([QPointF(middle - upper, top), QPointF(middle + upper, top),
+                               QPointF(middle + lower, top + height),
+                               QPointF(middle - lower, top + height)])
+            items.append(scene.addPolygon(shape, no_pen, QBrush(QColor(150, 150, 150))))
+            continue
+        grey = round(255 - 215 * band.darkness)
+        items.append(scene.addRect(QRectF(rect.x, top, rect.width, height), no_pen,
+                                   QBrush(QColor(grey, grey, grey))))
+    outline = QPen(INK, 0.6)
+    items.append(scene.addRect(QRectF(rect.x, rect.y, rect.width, rect.height), outline))
+    for item in items:
+        item.setZValue(-1)
+    return items
+
+
 class KaryogramScene(QGraphicsScene):
     """Slots with their labels, and the chromosomes placed by the core's layout."""
 
@@ -179,6 +230,7 @@ class KaryogramScene(QGraphicsScene):
         self.display = DisplayOptions()  # how the chromosomes look (never what they are)
         self.marks = True  # review marks; an export draws none
         self.align_centromeres = True
+        self.ideogram_level: int | None = None  # band level of ideograms beside the pairs
 
     def show_cell(
         self, cell: Cell | None, style: LayoutStyle | None = None, gallery: bool = False
@@ -218,6 +270,12 @@ class KaryogramScene(QGraphicsScene):
         if self.cell is not None:
             self.relayout(list(self.chromosome_items) if redraw else None)
 
+    def set_ideograms(self, level: int | None) -> None:
+        """Draw each type's ideogram beside its homologs at ``level`` bands (None: none)."""
+        self.ideogram_level = level
+        if self.cell is not None:
+            self.relayout()
+
     def relayout(self, changed: list[str] | None = None) -> None:
         """Place every chromosome by its label again, reusing the drawn crops; ``changed``
         ids are redrawn (their orientation changed)."""
@@ -239,11 +297,15 @@ class KaryogramScene(QGraphicsScene):
         else:
             centromeres = {id_: item.centromere for id_, item in self.chromosome_items.items()
                            if item.centromere is not None} if self.align_centromeres else None
-            self.layout = karyogram_layout(cell.chromosomes, self.style, sizes=sizes,
+            style = replace(self.style or LayoutStyle(),
+                            ideogram_width=IDEOGRAM_WIDTH if self.ideogram_level else 0.0)
+            self.layout = karyogram_layout(cell.chromosomes, style, sizes=sizes,
                                            centromeres=centromeres,
                                            derivatives=derivative_names(cell))
         label_font = QFont()
         label_font.setPointSizeF(11)
+        for chromosome_type, rect in self.layout.ideograms.items():
+            self._decorations += ideogram_items(self, chromosome_type, rect, self.ideogram_level)
         for chromosome_type, slot in self.layout.slots.items():
             label = slot.label_rect
             line = self.addLine(label.x, label.y + 2, label.right, label.y + 2, QPen(SLOT_LINE, 1))

@@ -431,6 +431,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self.scene.set_display(self.display_options(), marks=self.marks_action.isChecked(),
                                align_centromeres=self.centromere_action.isChecked())
+        self.scene.ideogram_level = self.ideogram_level()
         self.setAcceptDrops(True)
         self._fit_to_screen(1440, 900)
         self._restore_window_state()
@@ -543,6 +544,10 @@ class MainWindow(QMainWindow):
                                               self._display_changed)
         self.straighten_action.setCheckable(True)
         self.straighten_action.setChecked(self.settings.straightened)
+        self.ideogram_action = self._action(menu, "&Ideograms beside the pairs",
+                                            self._toggle_ideograms)
+        self.ideogram_action.setCheckable(True)
+        self.ideogram_action.setChecked(self.settings.ideograms_beside)
         self._action(menu, "&Display adjustments...", self.show_display_dialog)
         menu.addSeparator()
         self.gallery_action = self._action(menu, "Metaphase &gallery (crops as loaded)",
@@ -855,6 +860,7 @@ class MainWindow(QMainWindow):
             stack.setParent(None)  # freed with _stacks now; deleteLater waits for the event loop
         self._stacks.clear()
         self.case, self.case_path, self.origin = case, case_path, origin
+        self.scene.ideogram_level = self.ideogram_level()  # at this case's band level
         self._dirty = False
         self.cell_list.blockSignals(True)
         self.cell_list.clear()
@@ -1565,6 +1571,7 @@ class MainWindow(QMainWindow):
             case.set_details(dialog.details(), by)
             case.set_study(*dialog.chosen_study(), by=by)
             self.case_edited()
+            self.scene.set_ideograms(self.ideogram_level())  # drawn at the new band level
 
         dialog.accepted.connect(apply)
         dialog.open()
@@ -1687,6 +1694,17 @@ class MainWindow(QMainWindow):
         settings.brightness, settings.contrast = options.brightness, options.contrast
         settings.gamma, settings.sharpen = options.gamma, options.sharpen
         self._display_changed()
+
+    def ideogram_level(self) -> int | None:
+        """Band level of the ideograms beside the pairs (the case's, else 400); None: off."""
+        if not self.ideogram_action.isChecked():
+            return None
+        return (self.case.band_level if self.case and self.case.band_level else 400)
+
+    def _toggle_ideograms(self) -> None:
+        self.settings.ideograms_beside = self.ideogram_action.isChecked()
+        self.scene.set_ideograms(self.ideogram_level())
+        self.view.fit()
 
     def _toggle_orientation_review(self) -> None:
         self.settings.orientation_in_review = self.orientation_review_action.isChecked()

@@ -114,6 +114,7 @@ class Settings:
     review_marks = _Choice("view/review_marks", True)
     straightened = _Choice("view/straightened", False)
     centromere_aligned = _Choice("view/centromere_aligned", True)
+    ideograms_beside = _Choice("view/ideograms_beside", False)
     brightness = _Choice("view/brightness", 0.0, float, (-0.5, 0.5))
     contrast = _Choice("view/contrast", 1.0, float, (0.25, 4.0))
     gamma = _Choice("view/gamma", 1.0, float, (0.3, 3.0))
