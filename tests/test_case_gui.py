@@ -150,3 +150,14 @@ def test_ideograms_beside_the_pairs_follow_the_case_band_level(window):
     assert window.scene.ideogram_level == 850
     window.ideogram_action.trigger()
     assert not window.scene.layout.ideograms and window.scene.ideogram_level is None
+
+
+def test_the_lab_policy_is_edited_kept_and_tallied(window):
+    from karyo_gui.core.case import Study
+
+    dialog = window.edit_policy()
+    dialog.spins[(Study.CONSTITUTIONAL, "counted")].setValue(30)
+    dialog.accept()
+    assert window.settings.policy(Study.CONSTITUTIONAL).counted == 30
+    assert window.settings.policy(Study.ONCOLOGY) == DEFAULT_POLICIES[Study.ONCOLOGY]
+    assert "counted 0/30" in window.case_panel.tally_label.text()

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -35,6 +36,7 @@ from karyo_gui.core.bands import BAND_LEVELS, IdeogramBand, ideogram_bands
 from karyo_gui.core.case import Case, CaseDetails, Cell, Study
 from karyo_gui.core.case_karyotype import (
     CaseComposition,
+    CellPolicy,
     Tally,
     case_karyotype,
     suggest_interpretation,
@@ -581,3 +583,43 @@ class CasePanel(QWidget):
         self.checker_button.setEnabled(case.analyst is not None and case.checker is None)
         self.reopen_button.setEnabled(signed)
         self.report_button.setEnabled(True)
+
+
+class PolicyDialog(QDialog):
+    """The lab's cell policy: how many cells a case needs counted, analysed, karyogrammed,
+    for each kind of study."""
+
+    def __init__(self, policies: dict[Study, CellPolicy], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Lab policy: cells per case")
+        grid = QGridLayout()
+        self.spins: dict[tuple[Study, str], QSpinBox] = {}
+        roles = ("counted", "analysed", "karyogrammed")
+        for column, role in enumerate(roles, start=1):
+            grid.addWidget(QLabel(role), 0, column)
+        for row, study in enumerate(Study, start=1):
+            grid.addWidget(QLabel(study.value), row, 0)
+            for column, role in enumerate(roles, start=1):
+                spin = QSpinBox()
+                spin.setRange(1, 200)
+                spin.setValue(getattr(policies[study], role))
+                self.spins[(study, role)] = spin
+                grid.addWidget(spin, row, column)
+        note = QLabel("ACMG guidelines: constitutional studies usually count 20 cells, analyse 5 "
+                      "and karyogram 2; oncology counts and analyses 20; mosaicism is pursued "
+                      "to 30-50 cells.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color: #555")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        column = QVBoxLayout(self)
+        column.addLayout(grid)
+        column.addWidget(note)
+        column.addWidget(buttons)
+
+    def policies(self) -> dict[Study, CellPolicy]:
+        return {study: CellPolicy(*(self.spins[(study, role)].value()
+                                    for role in ("counted", "analysed", "karyogrammed")))
+                for study in Study}

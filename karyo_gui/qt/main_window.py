@@ -68,6 +68,7 @@ from karyo_gui.core.case import (
     MarkedAbnormality,
     SignOffRefused,
     SignRole,
+    Study,
 )
 from karyo_gui.core.case_file import SUFFIX, load_case, save_case
 from karyo_gui.core.case_karyotype import CaseComposition, case_karyotype, compose_case, tally
@@ -104,7 +105,12 @@ from karyo_gui.core.review import (
 )
 from karyo_gui.core.synthetic import EXAMPLE_KARYOTYPES
 from karyo_gui.qt.background import BackgroundRead
-from karyo_gui.qt.case_panel import AbnormalityDialog, CaseDetailsDialog, CasePanel
+from karyo_gui.qt.case_panel import (
+    AbnormalityDialog,
+    CaseDetailsDialog,
+    CasePanel,
+    PolicyDialog,
+)
 from karyo_gui.qt.case_report import CaseReportInfo, export_case_report_pdf
 from karyo_gui.qt.display_dialog import DisplayDialog
 from karyo_gui.qt.export import ReportInfo, export_karyogram_png, export_report_pdf
@@ -519,6 +525,7 @@ class MainWindow(QMainWindow):
         self._action(menu, "Case &details (identifiers, study, band level)...",
                      self.edit_case_details)
         self._action(menu, "&Override the case karyotype...", self.override_karyotype)
+        self._action(menu, "Lab &policy (cells per case)...", self.edit_policy)
         menu.addSeparator()
         self._action(menu, "Sign as &analyst...", lambda: self.sign_case(SignRole.ANALYST))
         self._action(menu, "Sign as &checker...", lambda: self.sign_case(SignRole.CHECKER))
@@ -1572,6 +1579,19 @@ class MainWindow(QMainWindow):
             case.set_study(*dialog.chosen_study(), by=by)
             self.case_edited()
             self.scene.set_ideograms(self.ideogram_level())  # drawn at the new band level
+
+        dialog.accepted.connect(apply)
+        dialog.open()
+        return dialog
+
+    def edit_policy(self) -> PolicyDialog:
+        dialog = PolicyDialog({study: self.settings.policy(study) for study in Study}, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def apply() -> None:
+            for study, policy in dialog.policies().items():
+                self.settings.set_policy(study, policy)
+            self._refresh_case()
 
         dialog.accepted.connect(apply)
         dialog.open()
