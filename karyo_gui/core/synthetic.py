@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from karyo_gui.core.case import Cell, Chromosome, Flag
+from karyo_gui.core.case import Case, Cell, Chromosome, Flag
 from karyo_gui.core.ideogram import ideogram
 from karyo_gui.core.images import content_hash
 from karyo_gui.core.iscn import karyotype_string, parse_karyotype
@@ -795,3 +795,179 @@ def write_annotated_metaphases(
     for split, members in splits.items():
         (root / "splits" / f"{split}.txt").write_text("".join(f"{m}\n" for m in sorted(members)))
     return root
+
+
+# ------------------------------------------------------------ structural abnormalities
+#
+# A rearranged chromosome is drawn from the band patterns of the normal ones, cut at the
+# breakpoints and joined: the darkness profile along its length, its centromere and its
+# length follow the segments it is made of, and it goes through the same renderer.
+
+ACROCENTRIC = frozenset({"13", "14", "15", "21", "22"})
+
+
+@dataclass(frozen=True)
+class Rearrangement:
+    """A structural abnormality to draw: ``kind`` "del" (one break: terminal, two:
+    interstitial), "t" (reciprocal translocation, one break on each type, both on the q arms
+    or both on the p arms) or "rob" (Robertsonian fusion of two acrocentric types, no
+    breaks); ``breaks`` are fractions of each type's length from pter."""
+
+    kind: str
+    types: tuple[str, ...]
+    breaks: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Segment:
+    chromosome_type: ChromosomeType
+    start: float  # fractions of the type's length from pter
+    end: float  # end < start: the segment runs from qter towards the centromere
+
+
+@dataclass(frozen=True)
+class DerivativeShape:
+    """What a derivative chromosome is made of, pter to qter: segments of normal types."""
+
+    segments: tuple[_Segment, ...]
+    centromere_of: ChromosomeType  # whose centromere it keeps (its type in the karyogram)
+
+    @property
+    def relative_length(self) -> float:
+        return sum(ideogram(s.chromosome_type).relative_length * abs(s.end - s.start)
+                   for s in self.segments)
+
+    def profile(self, samples: int = 512) -> tuple[np.ndarray, np.ndarray, float]:
+        """(positions 0..1, band darkness at them, centromere fraction)."""
+        lengths = np.array([ideogram(s.chromosome_type).relative_length * abs(s.end - s.start)
+                            for s in self.segments])
+        edges = np.concatenate([[0.0], np.cumsum(lengths)]) / lengths.sum()
+        positions = np.linspace(0.0, 1.0, samples)
+        darkness = np.zeros(samples)
+        centromere = None
+        for k, segment in enumerate(self.segments):
+            inside = (positions >= edges[k]) & (positions <= edges[k + 1])
+            local = (positions[inside] - edges[k]) / max(edges[k + 1] - edges[k], 1e-9)
+            original = segment.start + local * (segment.end - segment.start)
+            darkness[inside] = ideogram(segment.chromosome_type).darkness_profile(original)
+            if segment.chromosome_type is self.centromere_of and centromere is None:
+                index = ideogram(segment.chromosome_type).centromere_index
+                low, high = sorted((segment.start, segment.end))
+                if low <= index <= high:
+                    share = (index - segment.start) / (segment.end - segment.start)
+                    centromere = edges[k] + share * (edges[k + 1] - edges[k])
+        return positions, darkness, 0.5 if centromere is None else float(centromere)
+
+
+def derivative_shapes(rearrangement: Rearrangement) -> list[DerivativeShape]:
+    """The abnormal chromosome(s) of a rearrangement; ValueError for one that cannot be."""
+    kind, names, breaks = rearrangement.kind, rearrangement.types, rearrangement.breaks
+    types = [ChromosomeType.from_name(name) for name in names]
+    if kind == "del":
+        (chromosome_type,) = types
+        centre = ideogram(chromosome_type).centromere_index
+        if len(breaks) == 1:
+            (a,) = breaks
+            kept = _Segment(chromosome_type, a, 1.0) if a < centre else _Segment(
+                chromosome_type, 0.0, a)
+            return [DerivativeShape((kept,), chromosome_type)]
+        a, b = sorted(breaks)
+        if a <= centre <= b:
+            raise ValueError(f"a deletion of {names[0]} from {a:.2f} to {b:.2f} would take its "
+                             "centromere")
+        return [DerivativeShape((_Segment(chromosome_type, 0.0, a),
+                                 _Segment(chromosome_type, b, 1.0)), chromosome_type)]
+    if kind == "t":
+        (first, second), (a, b) = types, breaks
+        q_arms = [a > ideogram(first).centromere_index, b > ideogram(second).centromere_index]
+        if q_arms[0] != q_arms[1]:
+            raise ValueError("both breaks of the translocation must lie on q arms or both on "
+                             "p arms")
+        if q_arms[0]:  # distal q segments exchanged
+            return [DerivativeShape((_Segment(first, 0.0, a), _Segment(second, b, 1.0)), first),
+                    DerivativeShape((_Segment(second, 0.0, b), _Segment(first, a, 1.0)), second)]
+        return [DerivativeShape((_Segment(second, 0.0, b), _Segment(first, a, 1.0)), first),
+                DerivativeShape((_Segment(first, 0.0, a), _Segment(second, b, 1.0)), second)]
+    if kind == "rob":
+        if not set(names) <= ACROCENTRIC or len(names) != 2:
+            raise ValueError(f"a Robertsonian fusion joins two acrocentric chromosomes "
+                             f"(13, 14, 15, 21, 22), not {' and '.join(names)}")
+        first, second = types
+        return [DerivativeShape((
+            _Segment(first, 1.0, ideogram(first).centromere_index),  # its q arm, upside down
+            _Segment(second, ideogram(second).centromere_index, 1.0)), first)]
+    raise ValueError(f"the generator draws del, t and rob, not {kind!r}")
+
+
+def generate_rearranged_crops(rearrangement: Rearrangement, rng: np.random.Generator,
+                              style: ImagingStyle | None = None) -> list[np.ndarray]:
+    """The crops of a rearrangement's abnormal chromosome(s), drawn like generate_crop."""
+    style = style or ImagingStyle()
+    crops = []
+    for shape in derivative_shapes(rearrangement):
+        positions, darkness, centromere = shape.profile()
+        length = style.chromosome1_length * shape.relative_length * rng.uniform(0.93, 1.07)
+        width = style.chromatid_width * rng.uniform(0.92, 1.08)
+        crops.append(_render(positions, darkness, centromere, length, width, rng, style))
+    return crops
+
+
+def generate_structural_cell(karyotype: str, rearrangement: Rearrangement, seed: int | None = 0,
+                             name: str | None = None, style: ImagingStyle | None = None
+                             ) -> tuple[Cell, list[str]]:
+    """A cell of the numerical ``karyotype`` in which one homolog of each type the
+    rearrangement names is replaced by its derivative(s) (a Robertsonian fusion: one
+    chromosome for a homolog of each type, so 46 becomes 45). Each derivative is given the
+    type whose centromere it keeps. Returns the cell and the ids of its abnormal
+    chromosomes, in the order of the rearrangement's types."""
+    counts = parse_karyotype(karyotype)
+    rng = np.random.default_rng(seed)
+    style = style or ImagingStyle.random(rng)
+    derivatives = derivative_shapes(rearrangement)
+    for chromosome_type in {ChromosomeType.from_name(n) for n in rearrangement.types}:
+        if counts.get(chromosome_type, 0) < 1:
+            raise ValueError(f"{karyotype} has no chromosome {chromosome_type.display_name} "
+                             "to rearrange")
+        counts[chromosome_type] -= 1
+    types: list[ChromosomeType | DerivativeShape] = [
+        t for t in ChromosomeType for _ in range(counts.get(t, 0))]
+    types += derivatives
+    order = rng.permutation(len(types))
+    crops = iter(generate_rearranged_crops(rearrangement, rng, style))
+    pictures = {id(shape): next(crops) for shape in derivatives}
+    chromosomes, abnormal = [], {}
+    for index, k in enumerate(order):
+        what = types[k]
+        chromosome_id = f"c{index:03d}"
+        if isinstance(what, DerivativeShape):
+            chromosomes.append(Chromosome(id=chromosome_id, image=pictures[id(what)],
+                                          given=what.centromere_of))
+            abnormal[id(what)] = chromosome_id
+        else:
+            chromosomes.append(Chromosome(id=chromosome_id, image=generate_crop(what, rng, style),
+                                          given=what))
+    cell = Cell(name=name or f"example {karyotype} with {rearrangement.kind}",
+                chromosomes=chromosomes)
+    return cell, [abnormal[id(shape)] for shape in derivatives]
+
+
+def generate_case(lines: Sequence[tuple[str | tuple[str, Rearrangement], int]], seed: int = 0,
+                  case_id: str = "generated case") -> tuple[Case, dict[str, list[str]]]:
+    """A case of many generated cells: ``lines`` gives (numerical karyotype, number of
+    cells) or ((karyotype, Rearrangement), number of cells); the cells come in a shuffled
+    order, named "cell 01", "cell 02"..., each with its own seed and imaging style. Returns
+    the case and, per cell name, the ids of its abnormal chromosomes (to mark them)."""
+    rng = np.random.default_rng(seed)
+    wanted = [line for line, count in lines for _ in range(count)]
+    order = rng.permutation(len(wanted))
+    cells, abnormal = [], {}
+    for index, k in enumerate(order):
+        line, name, cell_seed = wanted[k], f"cell {index + 1:02d}", int(rng.integers(1 << 31))
+        if isinstance(line, str):
+            cells.append(generate_cell(line, seed=cell_seed, name=name))
+            abnormal[name] = []
+        else:
+            cell, ids = generate_structural_cell(*line, seed=cell_seed, name=name)
+            cells.append(cell)
+            abnormal[name] = ids
+    return Case(case_id, cells), abnormal
