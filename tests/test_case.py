@@ -75,3 +75,27 @@ def test_sign_off_is_recorded_and_locks_the_cell():
     cell.set_status(CellStatus.REVIEWED, by="ana")  # reopened for edit
     cell.set_manual_label("a", T.CHR2)
     assert cell.chromosomes[0].label is T.CHR2
+
+
+def test_open_questions_name_the_cells_with_a_role_and_sum_up_the_rest():
+    from karyo_gui.core.case import Case, CellRole, Flag
+    from karyo_gui.core.review import open_questions, open_questions_text
+
+    cells = []
+    for k in range(8):
+        chromosomes = [Chromosome(id=f"c{j}", image=None) for j in range(3)]
+        chromosomes[0].flags.add(Flag.OVERLAP if k % 2 else Flag.LOW_CONFIDENCE)
+        chromosomes[1].flags.add(Flag.MOVED_BY_ASSIGNMENT)  # information, not a question
+        cell = Cell(name=f"cell {k}", chromosomes=chromosomes)
+        if k < 7:
+            cell.roles.add(CellRole.COUNTED)
+        cells.append(cell)
+    questions = open_questions(Case("C", cells))
+    assert [q.cell for q in questions] == [f"cell {k}" for k in range(7)]
+    assert [(q.to_check, q.count_in_doubt) for q in questions[:2]] == [(1, 0), (1, 1)]
+    lines = open_questions_text(questions, limit=5)
+    assert lines[0] == "cell 0: 1 chromosome(s) to check"
+    assert "may change the count" in lines[1]
+    assert lines[5] == "and 2 more cell(s) with 2 chromosome(s) to check"
+    cells[1].set_manual_label("c0", T.CHR1, by="test")  # set by hand: settled
+    assert "cell 1" not in [q.cell for q in open_questions(Case("C", cells))]

@@ -161,3 +161,34 @@ def test_the_lab_policy_is_edited_kept_and_tallied(window):
     assert window.settings.policy(Study.CONSTITUTIONAL).counted == 30
     assert window.settings.policy(Study.ONCOLOGY) == DEFAULT_POLICIES[Study.ONCOLOGY]
     assert "counted 0/30" in window.case_panel.tally_label.text()
+
+
+def test_what_is_still_to_check_is_shown_before_signing(window, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    from karyo_gui.core.case import Flag
+
+    cell = window.current_cell
+    window.set_role(CellRole.COUNTED)
+    touching, unsure = cell.chromosomes[0], cell.chromosomes[1]
+    touching.flags.add(Flag.CLUSTER)
+    unsure.flags.add(Flag.LOW_CONFIDENCE)
+    cell.chromosomes[2].flags.add(Flag.ORIENTATION_UNSURE)  # shown apart: not a question
+    window.case_edited()
+    text = window.case_panel.detail_label.text()
+    assert "still to check: 2 chromosome(s) in 1 cell(s) with a role" in text
+    assert "1 may change the count" in text
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getText",
+                        lambda parent, title, label, **kw: (asked.append(label), ("", False))[1])
+    assert not window.sign_case(SignRole.ANALYST)  # the prompt is cancelled: nothing signed
+    assert f"{cell.name}: 2 chromosome(s) to check, 1 of them may change the count" in asked[0]
+    assert window.case.analyst is None
+    # set by hand, a chromosome is settled; a cell without a role is not asked about
+    window.reassign(touching.id, touching.label)
+    window.reassign(unsure.id, unsure.label)
+    assert "still to check" not in window.case_panel.detail_label.text()
+    window.cell_list.setCurrentRow(1)
+    window.current_cell.chromosomes[0].flags.add(Flag.CLUSTER)
+    window.case_edited()
+    assert "still to check" not in window.case_panel.detail_label.text()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from karyo_gui.core.case import (
     INFORMATION_FLAGS,
     ORIENTATION_FLAGS,
+    Case,
     Cell,
     Chromosome,
     Flag,
@@ -119,6 +120,51 @@ def needs_review(chromosome: Chromosome, orientation: bool = False) -> bool:
     if not orientation:
         asking -= ORIENTATION_FLAGS
     return bool(asking)
+
+
+# flags of the finder that put the cell's count in doubt: an object that may be two
+# touching chromosomes, or crosses another, or may be no chromosome at all
+COUNT_FLAGS = frozenset({Flag.CLUSTER, Flag.OVERLAP, Flag.FINDER_UNSURE})
+
+
+@dataclass(frozen=True)
+class OpenQuestions:
+    """What still needs a look in one cell the case rests on (a cell with a role)."""
+
+    cell: str
+    to_check: int  # chromosomes that need a look (orientation doubts apart)
+    count_in_doubt: int  # of them, objects whose flags put the cell's count in doubt
+
+    def text(self) -> str:
+        line = f"{self.cell}: {self.to_check} chromosome(s) to check"
+        if self.count_in_doubt:
+            line += (f", {self.count_in_doubt} of them may change the count (touching, "
+                     "crossing or perhaps no chromosome)")
+        return line
+
+
+def open_questions(case: Case) -> list[OpenQuestions]:
+    """The cells with a role (counted, analysed, karyogrammed) that still have chromosomes
+    needing a look, in case order: what a reviewer should settle before signing."""
+    questions = []
+    for cell in case.cells:
+        if not cell.roles:
+            continue
+        pending = [c for c in cell.chromosomes if needs_review(c)]
+        if pending:
+            questions.append(OpenQuestions(cell.name, len(pending),
+                                           sum(bool(c.flags & COUNT_FLAGS) for c in pending)))
+    return questions
+
+
+def open_questions_text(questions: Sequence[OpenQuestions], limit: int = 5) -> list[str]:
+    """At most ``limit`` lines, the rest summed up in one."""
+    lines = [q.text() for q in questions[:limit]]
+    if len(questions) > limit:
+        rest = questions[limit:]
+        lines.append(f"and {len(rest)} more cell(s) with "
+                     f"{sum(q.to_check for q in rest)} chromosome(s) to check")
+    return lines
 
 
 # what each flag says to the reviewer, in words

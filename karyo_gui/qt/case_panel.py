@@ -43,6 +43,7 @@ from karyo_gui.core.case_karyotype import (
 )
 from karyo_gui.core.iscn import IscnError, parse_abnormality
 from karyo_gui.core.labels import ChromosomeType
+from karyo_gui.core.review import open_questions, open_questions_text
 
 INK = QColor(30, 30, 30)
 MUTED = QColor(110, 110, 110)
@@ -570,6 +571,17 @@ class CasePanel(QWidget):
         lines.append(f"<span style='color:#555'>from {html.escape(composition.basis)}</span>")
         for problem in composition.problems:
             lines.append(f"<span style='color:#b91c1c'>{html.escape(problem)}</span>")
+        questions = open_questions(case)
+        if questions:
+            count = sum(q.count_in_doubt for q in questions)
+            lines.append(
+                f"<span style='color:#b45309'>still to check: "
+                f"{sum(q.to_check for q in questions)} chromosome(s) in {len(questions)} "
+                f"cell(s) with a role" + (f", {count} may change the count" if count else "")
+                + "</span>")
+            self.detail_label.setToolTip("\n".join(open_questions_text(questions, limit=20)))
+        else:
+            self.detail_label.setToolTip("")
         for signature in case.signatures:
             lines.append(f"<b>{signature.role.value}</b>: {html.escape(signature.name)}, "
                          f"{signature.at.astimezone().strftime('%Y-%m-%d %H:%M')}")

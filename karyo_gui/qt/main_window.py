@@ -98,6 +98,8 @@ from karyo_gui.core.review import (
     mirror,
     needs_review,
     next_flagged,
+    open_questions,
+    open_questions_text,
     orientation_unsure,
     reassign,
     swap,
@@ -1643,6 +1645,10 @@ class MainWindow(QMainWindow):
             warnings = ([] if counts.complete else [f"Policy not met: {counts.text()}."]) + (
                 [f"{unreviewed} cell(s) with a role are not marked reviewed."]
                 if unreviewed else [])
+            questions = open_questions(case)
+            if questions:
+                warnings += ["Still to check in the cells with a role:"] + [
+                    f"  {line}" for line in open_questions_text(questions)]
             name, ok = QInputDialog.getText(
                 self, f"Sign as {role.value}",
                 f"Case {case.case_id}: {karyotype}\n" + "".join(w + "\n" for w in warnings)
