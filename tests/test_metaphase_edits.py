@@ -10,6 +10,7 @@ from karyo_gui.core.metaphase import cut_crop
 from karyo_gui.core.metaphase_edits import (
     EditError,
     add_chromosome,
+    add_chromosome_at,
     chromosomes_at,
     delete_chromosomes,
     join_chromosomes,
@@ -154,6 +155,52 @@ def test_add_finds_a_faint_chromosome_inside_the_outline_only(cell, generated):
     assert x + 14 <= x0 <= x + 21 and x + 59 <= x1 <= x + 67
     assert y + 10 <= y0 <= y + 17 and y + 23 <= y1 <= y + 31
     assert region.area > 0.8 * 40 * 8
+
+
+def _deepest(region):
+    """The image point deepest inside a region (a double-click on the chromosome)."""
+    distance = cv2.distanceTransform(np.pad(region.mask, 1).astype(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(np.argmax(distance[1:-1, 1:-1])), region.mask.shape)
+    return float(region.box[0] + x), float(region.box[1] + y)
+
+
+def test_add_by_double_click_on_a_missed_chromosome(cell, generated):
+    shape = generated.pixels.shape
+    index = _longest_single(generated)
+    true_region = generated.chromosomes[index][1]
+    delete_chromosomes(cell, [cell.chromosomes[index].id], by=BY).apply()
+    edit = add_chromosome_at(cell, _deepest(true_region), by=BY)
+    edit.apply()
+    assert len(cell) == 46 and edit.changed == [cell.chromosomes[-1].id]
+    assert _iou(cell.chromosomes[-1].region, true_region, shape) > 0.7
+    assert cell.audit[-1].action == "add"
+    edit.revert()
+    assert len(cell) == 45
+
+
+def test_add_by_double_click_leaves_the_touching_neighbour_its_pixels(cell, generated):
+    shape = generated.pixels.shape
+    missed, neighbour = generated.touching[0]
+    true_region = generated.chromosomes[missed][1]
+    delete_chromosomes(cell, [cell.chromosomes[missed].id], by=BY).apply()
+    added = add_chromosome_at(cell, _deepest(true_region), by=BY).added[0]
+    assert _iou(added.region, true_region, shape) > 0.6
+    neighbours = _full(generated.chromosomes[neighbour][1], shape)
+    assert (_full(added.region, shape) & neighbours).sum() == 0
+
+
+def test_add_by_double_click_refuses_what_is_no_missed_chromosome(cell, generated):
+    found = cell.chromosomes[_longest_single(generated)]
+    with pytest.raises(EditError, match=f"{found.id} is here already"):
+        add_chromosome_at(cell, _deepest(found.region), by=BY)
+    x, y = _empty_corner(generated)
+    with pytest.raises(EditError, match="nothing dark here"):
+        add_chromosome_at(cell, (x + 40.0, y + 20.0), by=BY)
+    with pytest.raises(EditError, match="too large for one chromosome"):
+        add_chromosome_at(cell, _deepest(generated.nuclei[0]), by=BY)
+    with pytest.raises(EditError, match="outside the metaphase"):
+        add_chromosome_at(cell, (-5.0, 10.0), by=BY)
+    assert len(cell) == 46
 
 
 def test_separate_a_crossing_into_its_two_chromosomes(cell, generated):

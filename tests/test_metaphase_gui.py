@@ -91,6 +91,12 @@ def click(qtbot, view, point) -> None:
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view_point(view, *point))
 
 
+def double_click(qtbot, view, point) -> None:
+    """A double-click as the window gets it from a hand: a click, then the double-click."""
+    click(qtbot, view, point)
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view_point(view, *point))
+
+
 def drag(qtbot, view, points) -> None:
     """Press at the first image point, move through the others, release at the last."""
     positions = [view_point(view, *p) for p in points]
@@ -371,6 +377,30 @@ def test_add_by_clicking_corners_closed_with_a_double_click(window, qtbot, gener
     qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton,
                       pos=view_point(view, *corners[-1]))
     assert len(cell) == 46, window.last_error
+
+
+def test_add_by_double_clicking_the_missed_chromosome_and_undo(window, qtbot, generated):
+    cell = open_spread(window, generated)
+    view = window.metaphase_view
+    chosen = cell.chromosomes[isolated(generated, cell)]
+    point = inside(chosen)
+    truth = chosen.region.full_mask(generated.pixels.shape)
+    use(window, MetaphaseTool.DELETE)
+    click(qtbot, view, point)
+    assert len(cell) == 45
+    before = regions(cell)
+    use(window, MetaphaseTool.ADD)
+    double_click(qtbot, view, point)  # as a hand does it: press, release, double-click
+    assert len(cell) == 46, window.last_error
+    [new] = changed_since(cell, before)
+    mask = new.region.full_mask(truth.shape)
+    assert (mask & truth).sum() / (mask | truth).sum() > 0.8
+    assert shown_count(window) == 46 and new.id in view.outline_items
+    # a double-click on a chromosome already there adds nothing and says why
+    double_click(qtbot, view, point)
+    assert len(cell) == 46 and "here already" in window.last_error
+    window.undo_group.undo()
+    assert len(cell) == 45 and new.id not in view.outline_items
 
 
 def test_separate_a_crossing_after_joining_the_pair(window, qtbot, generated):

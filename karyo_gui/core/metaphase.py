@@ -42,6 +42,7 @@ MAX_METAPHASE_BYTES = 512 * 1024 * 1024
 MAX_CASE_METAPHASE_PIXELS = 500_000_000
 
 TYPICAL_WIDTH = 15.0  # chromosome width in pixels of a typical karyotyping camera (cil24)
+CLUSTER_AREA = 2.6  # a region this many times the median area holds several chromosomes
 
 
 class MetaphaseReadError(CropReadError):

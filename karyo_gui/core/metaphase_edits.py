@@ -21,6 +21,7 @@ import numpy as np
 
 from karyo_gui.core.case import Cell, CellStatus, Chromosome, Correction, current_user, now_utc
 from karyo_gui.core.metaphase import (
+    CLUSTER_AREA,
     MetaphaseImage,
     Region,
     cut_crop,
@@ -354,6 +355,66 @@ def add_chromosome(cell: Cell, outline: Sequence[Point], by: str | None = None) 
             raise EditError("the outline encloses no dark pixels: there is no chromosome to add")
         mask = inside
     added = _new_chromosomes(cell, metaphase, [Region((x0, y0, x1, y1), mask)])
+    return RegionEdit(cell, [], added, "add", by or current_user(), f"Add {added[0].id}")
+
+
+def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> RegionEdit:
+    """A chromosome the finder missed, picked by a double-click on it: the dark object
+    under the point, less the pixels of the chromosomes already found (so one that touches
+    a found neighbour comes out alone). Refused, with what to do instead, on the background,
+    on a chromosome already found, and on an object too large to be one chromosome (a
+    nucleus, or a cluster: draw around the chromosome)."""
+    metaphase = _editable(cell)
+    height, width = metaphase.pixels.shape
+    x, y = float(point[0]), float(point[1])
+    if not (0 <= x < width and 0 <= y < height):
+        raise EditError("the point lies outside the metaphase image")
+    here = chromosomes_at(cell, x, y)
+    if here:
+        raise EditError(f"{here[0]} is here already: split it if it holds two chromosomes")
+    found = [c.region for c in cell.chromosomes if c.region is not None]
+    longest = max((max(r.box[2] - r.box[0], r.box[3] - r.box[1]) for r in found), default=0)
+    reach = int(max(120, 1.5 * longest))
+    a, b = max(0, int(x) - reach), max(0, int(y) - reach)
+    c, d = min(width, int(x) + reach + 1), min(height, int(y) + reach + 1)
+    context = metaphase.pixels[b:d, a:c]
+    chromosome_width = estimate_chromosome_width(context)
+    claimed = np.zeros(context.shape, dtype=bool)
+    for region in found:
+        x0, y0, x1, y1 = region.box
+        u0, v0, u1, v1 = max(x0, a), max(y0, b), min(x1, c), min(y1, d)
+        if u1 > u0 and v1 > v0:
+            claimed[v0 - b:v1 - b, u0 - a:u1 - a] |= region.mask[v0 - y0:v1 - y0, u0 - x0:u1 - x0]
+    free = foreground_mask(context, chromosome_width) & ~claimed
+    count, labels = cv2.connectedComponents(free.astype(np.uint8), connectivity=8)
+    column, row = int(x) - a, int(y) - b
+    near = max(2, round(chromosome_width * 0.75))  # a click just beside the chromosome
+    window = labels[max(0, row - near):row + near + 1, max(0, column - near):column + near + 1]
+    if count <= 1 or not window.any():
+        raise EditError("nothing dark here: double-click on the chromosome, or draw around it")
+    if labels[row, column]:
+        label = labels[row, column]
+    else:  # the nearest dark pixel of the window
+        rows, columns = np.nonzero(window)
+        nearest = np.argmin((rows - min(row, near)) ** 2 + (columns - min(column, near)) ** 2)
+        label = window[rows[nearest], columns[nearest]]
+    mask = _solid(labels == label) & ~claimed
+    area = int(mask.sum())
+    areas = sorted(r.area for r in found)
+    typical = areas[len(areas) // 2] if areas else 0
+    ys, xs = np.nonzero(mask)
+    at_edge = (ys.min() == 0 and b > 0) or (xs.min() == 0 and a > 0) or (
+        ys.max() == mask.shape[0] - 1 and d < height) or (xs.max() == mask.shape[1] - 1
+                                                          and c < width)  # fmt: skip
+    if at_edge or (typical and area > CLUSTER_AREA * typical):
+        raise EditError("the dark object here is too large for one chromosome (a nucleus or "
+                        "a cluster): draw around the chromosome instead")
+    if area < MIN_PIECE_PIXELS:
+        raise EditError("the dark object here is a speck, too small for a chromosome: draw "
+                        "around it if it is one")
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    region = Region((a + x0, b + y0, a + x1, b + y1), mask[y0:y1, x0:x1])
+    added = _new_chromosomes(cell, metaphase, [region])
     return RegionEdit(cell, [], added, "add", by or current_user(), f"Add {added[0].id}")
 
 

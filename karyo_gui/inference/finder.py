@@ -24,6 +24,7 @@ import numpy as np
 
 from karyo_gui.core.case import Cell, Chromosome, Flag
 from karyo_gui.core.metaphase import (
+    CLUSTER_AREA,
     TYPICAL_WIDTH,
     MetaphaseImage,
     Region,
@@ -36,7 +37,6 @@ from karyo_gui.core.metaphase import (
 from trainer.devices import pick_device
 from trainer.finder import STRIDE, detect, load_finder
 
-CLUSTER_AREA = 2.6  # a region this many times the median area holds several chromosomes
 DUPLICATE_IOU = 0.7  # two boxes this alike are one chromosome found twice
 SMALLEST_AREA = 0.12  # regions below this fraction of the median area are specks
 

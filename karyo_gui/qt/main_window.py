@@ -222,8 +222,9 @@ METAPHASE_TOOLS = (  # tool, menu text, shortcut, tooltip
      "Delete (Del): deletes the selected chromosome; with nothing selected, click what is "
      "not a chromosome (a nucleus, debris) to delete it"),
     (MetaphaseTool.ADD, "&Add chromosome", "A",
-     "Add (A): drag around a chromosome the finder missed, or click its corners one by one "
-     "and double-click (or Enter) to close the outline"),
+     "Add (A): double-click on a chromosome the finder missed (its dark pixels, less those "
+     "of the chromosomes beside it), drag around it, or click its corners one by one and "
+     "double-click (or Enter) to close the outline"),
     (MetaphaseTool.SEPARATE, "Separate &crossing", "C",
      "Separate crossing (C): on two crossing chromosomes outlined as one (Join them first "
      "if they are two wrong pieces), trace one of them through the crossing, end to end; "
@@ -1372,6 +1373,8 @@ class MainWindow(QMainWindow):
                 edit = edits.join_chromosomes(cell, ids, by)
             elif tool is MetaphaseTool.DELETE:
                 edit = edits.delete_chromosomes(cell, ids, by)
+            elif tool is MetaphaseTool.ADD and len(line) == 1:  # a double-click on it
+                edit = edits.add_chromosome_at(cell, line[0], by)
             elif tool is MetaphaseTool.ADD:
                 edit = edits.add_chromosome(cell, line, by)
             elif tool is MetaphaseTool.SEPARATE:

@@ -72,8 +72,9 @@ TOOL_HINTS = {
                          "(Esc: back to Select)",
     MetaphaseTool.JOIN: "Join: click two chromosomes that are one (Esc: back to Select)",
     MetaphaseTool.DELETE: "Delete: click what is not a chromosome (Esc: back to Select)",
-    MetaphaseTool.ADD: "Add: drag around a chromosome the finder missed, or click its corners "
-                       "and double-click or Enter to close (Esc: back to Select)",
+    MetaphaseTool.ADD: "Add: double-click on a chromosome the finder missed, drag around it, "
+                       "or click its corners and double-click or Enter to close "
+                       "(Esc: back to Select)",
     MetaphaseTool.SEPARATE: "Separate crossing: trace one chromosome through the crossing, "
                             "end to end (Esc: back to Select)",
 }
@@ -633,6 +634,9 @@ class MetaphaseView(QGraphicsView):
     def _close_outline(self) -> None:
         points = self._points
         self._clicking = False
+        if len(points) == 1:  # a double-click on the chromosome itself: add what lies there
+            self._finish([], points)
+            return
         if len(points) < 3:
             self._reset_gesture()
             self.hint.emit("Add: an outline needs at least three corners")
