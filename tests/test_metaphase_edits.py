@@ -196,6 +196,9 @@ def test_add_by_double_click_refuses_what_is_no_missed_chromosome(cell, generate
     x, y = _empty_corner(generated)
     with pytest.raises(EditError, match="nothing dark here"):
         add_chromosome_at(cell, (x + 40.0, y + 20.0), by=BY)
+    cell.metaphase.pixels[y + 18:y + 24, x + 38:x + 44] = 40  # a speck of dust
+    with pytest.raises(EditError, match="a speck, too small"):
+        add_chromosome_at(cell, (x + 41.0, y + 21.0), by=BY)
     with pytest.raises(EditError, match="too large for one chromosome"):
         add_chromosome_at(cell, _deepest(generated.nuclei[0]), by=BY)
     with pytest.raises(EditError, match="outside the metaphase"):

@@ -358,6 +358,9 @@ def add_chromosome(cell: Cell, outline: Sequence[Point], by: str | None = None) 
     return RegionEdit(cell, [], added, "add", by or current_user(), f"Add {added[0].id}")
 
 
+SPECK_AREA = 0.1  # a dark object under a tenth of the median chromosome is a speck
+
+
 def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> RegionEdit:
     """A chromosome the finder missed, picked by a double-click on it: the dark object
     under the point, less the pixels of the chromosomes already found (so one that touches
@@ -402,6 +405,9 @@ def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> Region
     area = int(mask.sum())
     areas = sorted(r.area for r in found)
     typical = areas[len(areas) // 2] if areas else 0
+    if area < max(MIN_PIECE_PIXELS, SPECK_AREA * typical):
+        raise EditError("the dark object here is a speck, too small for a chromosome: draw "
+                        "around it if it is one")
     ys, xs = np.nonzero(mask)
     at_edge = (ys.min() == 0 and b > 0) or (xs.min() == 0 and a > 0) or (
         ys.max() == mask.shape[0] - 1 and d < height) or (xs.max() == mask.shape[1] - 1
@@ -409,9 +415,6 @@ def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> Region
     if at_edge or (typical and area > CLUSTER_AREA * typical):
         raise EditError("the dark object here is too large for one chromosome (a nucleus or "
                         "a cluster): draw around the chromosome instead")
-    if area < MIN_PIECE_PIXELS:
-        raise EditError("the dark object here is a speck, too small for a chromosome: draw "
-                        "around it if it is one")
     x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
     region = Region((a + x0, b + y0, a + x1, b + y1), mask[y0:y1, x0:x1])
     added = _new_chromosomes(cell, metaphase, [region])
