@@ -359,6 +359,7 @@ def add_chromosome(cell: Cell, outline: Sequence[Point], by: str | None = None) 
 
 
 SPECK_AREA = 0.1  # a dark object under a tenth of the median chromosome is a speck
+TYPICAL_AREA = 4.5  # the median chromosome's area in squared widths (3-5.4 on cil24 and generated)
 
 
 def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> RegionEdit:
@@ -404,7 +405,8 @@ def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> Region
     mask = _solid(labels == label) & ~claimed
     area = int(mask.sum())
     areas = sorted(r.area for r in found)
-    typical = areas[len(areas) // 2] if areas else 0
+    # the cell's median chromosome; with none found yet, a middling one of this width
+    typical = areas[len(areas) // 2] if areas else TYPICAL_AREA * chromosome_width**2
     if area < max(MIN_PIECE_PIXELS, SPECK_AREA * typical):
         raise EditError("the dark object here is a speck, too small for a chromosome: draw "
                         "around it if it is one")
@@ -412,7 +414,7 @@ def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> Region
     at_edge = (ys.min() == 0 and b > 0) or (xs.min() == 0 and a > 0) or (
         ys.max() == mask.shape[0] - 1 and d < height) or (xs.max() == mask.shape[1] - 1
                                                           and c < width)  # fmt: skip
-    if at_edge or (typical and area > CLUSTER_AREA * typical):
+    if at_edge or area > CLUSTER_AREA * typical:
         raise EditError("the dark object here is too large for one chromosome (a nucleus or "
                         "a cluster): draw around the chromosome instead")
     x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
