@@ -259,3 +259,24 @@ def test_calibration_keeps_every_types_rank_and_softens_or_sharpens():
     top = probabilities.max(axis=1)
     assert (calibrated(probabilities, 2.0).max(axis=1) <= top + 1e-6).all()
     assert (calibrated(probabilities, 0.5).max(axis=1) >= top - 1e-6).all()
+
+
+def test_without_embeddings_the_homolog_check_keeps_its_last_answer_where_the_type_stays():
+    """A case file opened again has no embeddings: re-running the assignment (after a
+    correction) must not wipe the homolog warnings it can no longer recompute."""
+    cell = generate_cell("46,XY", seed=5)
+    types = [c.given.value for c in cell.chromosomes]
+    probabilities = confident(types)
+    apply_assignment(cell, list(range(len(cell))), probabilities, assign_types(probabilities))
+    a = types.index(T.autosome(4).value)
+    b = types.index(T.autosome(7).value)
+    kept = cell.chromosomes[types.index(T.autosome(12).value)]
+    for chromosome in (cell.chromosomes[a], cell.chromosomes[b], kept):
+        chromosome.flags.add(Flag.HOMOLOG_UNLIKE)  # as the check said at classification
+    assert all(c.embedding is None for c in cell.chromosomes)
+    probabilities[[a, b]] = probabilities[[b, a]]  # a 4 and a 7 now read the other way
+    apply_assignment(cell, list(range(len(cell))), probabilities, assign_types(probabilities))
+    assert cell.chromosomes[a].label is T.autosome(7)
+    assert Flag.HOMOLOG_UNLIKE in kept.flags  # the same type: the last answer stands
+    assert Flag.HOMOLOG_UNLIKE not in cell.chromosomes[a].flags  # new type: not known
+    assert Flag.HOMOLOG_UNLIKE not in cell.chromosomes[b].flags

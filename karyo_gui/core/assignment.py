@@ -366,8 +366,12 @@ def apply_assignment(
         stacked = np.stack([np.full(width, np.nan) if e is None or len(e) != width else e
                             for e in embeddings])
         unlike = set(homolog_unlike(assignment.types, stacked, homolog_margin).tolist())
-    else:
-        unlike = set()
+    else:  # no embeddings (a case file opened again): the last answer stands where the
+        # chromosome keeps its type, since the check cannot be made again without them
+        unlike = {row for row, index in enumerate(indices)
+                  if Flag.HOMOLOG_UNLIKE in cell.chromosomes[index].flags
+                  and cell.chromosomes[index].assigned is not None
+                  and cell.chromosomes[index].assigned.value == int(assignment.types[row])}
     sex_types = (_X, _Y)
     changed_ids = []
     for row, index in enumerate(indices):
