@@ -364,10 +364,13 @@ TYPICAL_AREA = 4.5  # the median chromosome's area in squared widths (3-5.4 on c
 
 def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> RegionEdit:
     """A chromosome the finder missed, picked by a double-click on it: the dark object
-    under the point, less the pixels of the chromosomes already found (so one that touches
-    a found neighbour comes out alone). Refused, with what to do instead, on the background,
-    on a chromosome already found, and on an object too large to be one chromosome (a
-    nucleus, or a cluster: draw around the chromosome)."""
+    under the point. Where it touches found chromosomes whose outlines took some of its
+    pixels, the touching pixels are shared out along the narrowest neck between the point
+    and each of them (a watershed of the object's thickness), so the missed chromosome
+    comes out whole and its neighbours give back what was not theirs (they become new
+    chromosomes, classified again, as after a split). Refused, with what to do instead, on
+    the background, on a chromosome already found, on a speck, and on an object too large
+    for one chromosome (a nucleus, or a cluster: draw around the chromosome)."""
     metaphase = _editable(cell)
     height, width = metaphase.pixels.shape
     x, y = float(point[0]), float(point[1])
@@ -376,35 +379,41 @@ def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> Region
     here = chromosomes_at(cell, x, y)
     if here:
         raise EditError(f"{here[0]} is here already: split it if it holds two chromosomes")
-    found = [c.region for c in cell.chromosomes if c.region is not None]
-    longest = max((max(r.box[2] - r.box[0], r.box[3] - r.box[1]) for r in found), default=0)
+    found = [c for c in cell.chromosomes if c.region is not None]
+    longest = max((max(c.region.box[2] - c.region.box[0], c.region.box[3] - c.region.box[1])
+                   for c in found), default=0)  # fmt: skip
     reach = int(max(120, 1.5 * longest))
-    a, b = max(0, int(x) - reach), max(0, int(y) - reach)
-    c, d = min(width, int(x) + reach + 1), min(height, int(y) + reach + 1)
+    window = (max(0, int(x) - reach), max(0, int(y) - reach),
+              min(width, int(x) + reach + 1), min(height, int(y) + reach + 1))  # fmt: skip
+    a, b, c, d = window
     context = metaphase.pixels[b:d, a:c]
     chromosome_width = estimate_chromosome_width(context)
+    masks = {chromosome.id: _in_window(chromosome.region, window) for chromosome in found}
+    masks = {id_: mask for id_, mask in masks.items() if mask is not None}
     claimed = np.zeros(context.shape, dtype=bool)
-    for region in found:
-        x0, y0, x1, y1 = region.box
-        u0, v0, u1, v1 = max(x0, a), max(y0, b), min(x1, c), min(y1, d)
-        if u1 > u0 and v1 > v0:
-            claimed[v0 - b:v1 - b, u0 - a:u1 - a] |= region.mask[v0 - y0:v1 - y0, u0 - x0:u1 - x0]
-    free = foreground_mask(context, chromosome_width) & ~claimed
-    count, labels = cv2.connectedComponents(free.astype(np.uint8), connectivity=8)
+    for mask in masks.values():
+        claimed |= mask
+    dark = foreground_mask(context, chromosome_width)
     column, row = int(x) - a, int(y) - b
-    near = max(2, round(chromosome_width * 0.75))  # a click just beside the chromosome
-    window = labels[max(0, row - near):row + near + 1, max(0, column - near):column + near + 1]
-    if count <= 1 or not window.any():
+    fragment = _component_near(dark & ~claimed, column, row, chromosome_width)
+    if fragment is None:
         raise EditError("nothing dark here: double-click on the chromosome, or draw around it")
-    if labels[row, column]:
-        label = labels[row, column]
-    else:  # the nearest dark pixel of the window
-        rows, columns = np.nonzero(window)
-        nearest = np.argmin((rows - min(row, near)) ** 2 + (columns - min(column, near)) ** 2)
-        label = window[rows[nearest], columns[nearest]]
-    mask = _solid(labels == label) & ~claimed
+    component = _component_near(dark, column, row, chromosome_width)
+    touching = [id_ for id_, mask in masks.items() if (mask & component).any()]
+    mask = _solid(fragment) & ~claimed
+    given_back: dict[str, np.ndarray] = {}
+    if touching:
+        shared = _share_out(component, fragment, [masks[id_] for id_ in touching],
+                            chromosome_width)  # fmt: skip
+        mask |= shared
+        for id_ in touching:
+            left = masks[id_] & ~shared
+            if (masks[id_] & shared).any():
+                if left.sum() < 0.3 * masks[id_].sum():
+                    raise EditError(f"that would take most of {id_}: split {id_} instead")
+                given_back[id_] = left
     area = int(mask.sum())
-    areas = sorted(r.area for r in found)
+    areas = sorted(chromosome.region.area for chromosome in found)
     # the cell's median chromosome; with none found yet, a middling one of this width
     typical = areas[len(areas) // 2] if areas else TYPICAL_AREA * chromosome_width**2
     if area < max(MIN_PIECE_PIXELS, SPECK_AREA * typical):
@@ -417,10 +426,107 @@ def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> Region
     if at_edge or area > CLUSTER_AREA * typical:
         raise EditError("the dark object here is too large for one chromosome (a nucleus or "
                         "a cluster): draw around the chromosome instead")
+    removed = [cell.chromosome(id_) for id_ in _cell_order(cell, given_back)]
+    regions = []
+    for chromosome in removed:  # the neighbours, less what they gave back
+        region = chromosome.region
+        x0, y0, x1, y1 = region.box
+        full = region.mask.copy()
+        u0, v0, u1, v1 = max(x0, a), max(y0, b), min(x1, c), min(y1, d)
+        full[v0 - y0:v1 - y0, u0 - x0:u1 - x0] &= given_back[chromosome.id][v0 - b:v1 - b,
+                                                                             u0 - a:u1 - a]
+        regions.append(Region(region.box, full))
+    regions.append(_region_of(mask, a, b))
+    added = _new_chromosomes(cell, metaphase, regions)
+    text = f"Add {added[-1].id}" + (f" (pixels from {_listed([c.id for c in removed])})"
+                                     if removed else "")  # fmt: skip
+    return RegionEdit(cell, removed, added, "add", by or current_user(), text)
+
+
+def _cell_order(cell: Cell, ids) -> list[str]:
+    wanted = set(ids)
+    return [c.id for c in cell.chromosomes if c.id in wanted]
+
+
+def _in_window(region: Region, window: tuple[int, int, int, int]) -> np.ndarray | None:
+    """A region's mask on a window of the image (None when they do not meet)."""
+    a, b, c, d = window
+    x0, y0, x1, y1 = region.box
+    u0, v0, u1, v1 = max(x0, a), max(y0, b), min(x1, c), min(y1, d)
+    if u1 <= u0 or v1 <= v0:
+        return None
+    mask = np.zeros((d - b, c - a), dtype=bool)
+    mask[v0 - b:v1 - b, u0 - a:u1 - a] = region.mask[v0 - y0:v1 - y0, u0 - x0:u1 - x0]
+    return mask if mask.any() else None
+
+
+def _component_near(pixels: np.ndarray, column: int, row: int, chromosome_width: float
+                    ) -> np.ndarray | None:
+    """The connected part of ``pixels`` at (column, row), or the nearest one within three
+    quarters of a chromosome width (a click just beside it); None when there is none."""
+    count, labels = cv2.connectedComponents(pixels.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return None
+    near = max(2, round(chromosome_width * 0.75))
+    top, left = max(0, row - near), max(0, column - near)
+    around = labels[top:row + near + 1, left:column + near + 1]
+    if not around.any():
+        return None
+    if labels[row, column]:
+        return labels == labels[row, column]
+    rows, columns = np.nonzero(around)
+    nearest = np.argmin((rows + top - row) ** 2 + (columns + left - column) ** 2)
+    return labels == around[rows[nearest], columns[nearest]]
+
+
+def _share_out(component: np.ndarray, fragment: np.ndarray, neighbours: list[np.ndarray],
+               chromosome_width: float) -> np.ndarray:
+    """The pixels of the neighbours' outlines that belong with the fragment: a watershed
+    of the object's thickness from the fragment and from each neighbour's own part (its far
+    half, reckoned along the object from the fragment), so the line between them runs along
+    the narrowest neck."""
+    along = _distance_along(component, fragment)
+    markers = np.zeros(component.shape, np.int32)
+    markers[~component] = 1
+    markers[fragment] = 2
+    for k, mask in enumerate(neighbours):
+        inside = mask & component & (markers == 0)
+        if not inside.any():
+            continue
+        far = max(2 * chromosome_width, 0.5 * float(along[inside].max()))
+        markers[inside & (along >= far)] = 3 + k
+    thickness = cv2.distanceTransform(component.astype(np.uint8), cv2.DIST_L2, 5)
+    relief = np.uint8(255 - np.clip(thickness / max(float(thickness.max()), 1.0) * 255, 0, 255))
+    cv2.watershed(cv2.merge([relief, relief, relief]), markers)
+    claimed = np.zeros(component.shape, dtype=bool)
+    for mask in neighbours:
+        claimed |= mask
+    return (markers == 2) & claimed
+
+
+def _distance_along(component: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Steps from ``start`` to every pixel of ``component``, going through the component
+    only (8-neighbours); inf where it cannot be reached."""
+    distance = np.full(component.shape, np.inf)
+    reached = start & component
+    distance[reached] = 0
+    inside = component.astype(np.uint8)
+    square = np.ones((3, 3), np.uint8)
+    step = 0
+    while True:
+        step += 1
+        grown = cv2.dilate(reached.astype(np.uint8), square) & inside
+        new = grown.astype(bool) & ~reached
+        if not new.any():
+            return distance
+        distance[new] = step
+        reached |= new
+
+
+def _region_of(mask: np.ndarray, a: int, b: int) -> Region:
+    ys, xs = np.nonzero(mask)
     x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-    region = Region((a + x0, b + y0, a + x1, b + y1), mask[y0:y1, x0:x1])
-    added = _new_chromosomes(cell, metaphase, [region])
-    return RegionEdit(cell, [], added, "add", by or current_user(), f"Add {added[0].id}")
+    return Region((a + x0, b + y0, a + x1, b + y1), mask[y0:y1, x0:x1])
 
 
 def _solid(dark: np.ndarray) -> np.ndarray:
