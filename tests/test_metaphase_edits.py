@@ -189,6 +189,36 @@ def test_add_by_double_click_leaves_the_touching_neighbour_its_pixels(cell, gene
     assert (_full(added.region, shape) & neighbours).sum() == 0
 
 
+def test_add_by_double_click_takes_back_what_a_greedy_neighbour_outlined(cell, generated):
+    """A found chromosome whose outline took in the end of the missed one it touches gives
+    those pixels back: the missed one comes out whole, the neighbour as it truly is."""
+    from karyo_gui.core.metaphase import Region
+
+    shape = generated.pixels.shape
+    missed, neighbour = generated.touching[0]
+    missed_true = _full(generated.chromosomes[missed][1], shape)
+    neighbour_true = _full(generated.chromosomes[neighbour][1], shape)
+    for reach in range(3, 60, 2):  # the missed one's end, outlined with its neighbour
+        near = cv2.dilate(neighbour_true.astype(np.uint8), np.ones((reach, reach), np.uint8))
+        taken = missed_true & near.astype(bool)
+        if taken.sum() >= 0.2 * missed_true.sum():
+            break
+    assert 0.2 * missed_true.sum() <= taken.sum() < 0.5 * missed_true.sum()
+    greedy = cell.chromosomes[neighbour]
+    greedy.region = Region.from_mask(neighbour_true | taken)
+    delete_chromosomes(cell, [cell.chromosomes[missed].id], by=BY).apply()
+    edit = add_chromosome_at(cell, _deepest(Region.from_mask(missed_true & ~taken)), by=BY)
+    assert [c.id for c in edit.removed] == [greedy.id]
+    given_back, added = edit.added
+    assert _iou(added.region, generated.chromosomes[missed][1], shape) > 0.8
+    assert _iou(given_back.region, generated.chromosomes[neighbour][1], shape) > 0.9
+    edit.apply()
+    assert len(cell) == 46 and greedy not in cell.chromosomes
+    assert f"pixels from {greedy.id}" in edit.text
+    edit.revert()
+    assert greedy in cell.chromosomes and len(cell) == 45
+
+
 def test_add_by_double_click_refuses_what_is_no_missed_chromosome(cell, generated):
     found = cell.chromosomes[_longest_single(generated)]
     with pytest.raises(EditError, match=f"{found.id} is here already"):
