@@ -403,7 +403,7 @@ def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> Region
     mask = _solid(fragment) & ~claimed
     given_back: dict[str, np.ndarray] = {}
     if touching:
-        shared = _share_out(component, fragment, [masks[id_] for id_ in touching],
+        shared = _share_out(component, fragment, [masks[id_] for id_ in touching], claimed,
                             chromosome_width)  # fmt: skip
         mask |= shared
         for id_ in touching:
@@ -426,16 +426,14 @@ def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> Region
     if at_edge or area > CLUSTER_AREA * typical:
         raise EditError("the dark object here is too large for one chromosome (a nucleus or "
                         "a cluster): draw around the chromosome instead")
-    removed = [cell.chromosome(id_) for id_ in _cell_order(cell, given_back)]
+    removed = [cell.chromosome(id_) for id_ in given_back]  # in cell order, as ``found``
     regions = []
     for chromosome in removed:  # the neighbours, less what they gave back
         region = chromosome.region
-        x0, y0, x1, y1 = region.box
-        full = region.mask.copy()
-        u0, v0, u1, v1 = max(x0, a), max(y0, b), min(x1, c), min(y1, d)
-        full[v0 - y0:v1 - y0, u0 - x0:u1 - x0] &= given_back[chromosome.id][v0 - b:v1 - b,
-                                                                             u0 - a:u1 - a]
-        regions.append(Region(region.box, full))
+        own, there = _overlap(region.box, window)  # type: ignore[misc]
+        kept = region.mask.copy()
+        kept[own] &= given_back[chromosome.id][there]
+        regions.append(Region(region.box, kept))
     regions.append(_region_of(mask, a, b))
     added = _new_chromosomes(cell, metaphase, regions)
     text = f"Add {added[-1].id}" + (f" (pixels from {_listed([c.id for c in removed])})"
@@ -443,20 +441,27 @@ def add_chromosome_at(cell: Cell, point: Point, by: str | None = None) -> Region
     return RegionEdit(cell, removed, added, "add", by or current_user(), text)
 
 
-def _cell_order(cell: Cell, ids) -> list[str]:
-    wanted = set(ids)
-    return [c.id for c in cell.chromosomes if c.id in wanted]
+def _overlap(box, window) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+    """Where a box meets a window of the image: the slices of the box's own mask and of the
+    window (rows, columns), or None when they do not meet."""
+    a, b, c, d = window
+    x0, y0, x1, y1 = box
+    u0, v0, u1, v1 = max(x0, a), max(y0, b), min(x1, c), min(y1, d)
+    if u1 <= u0 or v1 <= v0:
+        return None
+    return ((slice(v0 - y0, v1 - y0), slice(u0 - x0, u1 - x0)),
+            (slice(v0 - b, v1 - b), slice(u0 - a, u1 - a)))  # fmt: skip
 
 
 def _in_window(region: Region, window: tuple[int, int, int, int]) -> np.ndarray | None:
     """A region's mask on a window of the image (None when they do not meet)."""
-    a, b, c, d = window
-    x0, y0, x1, y1 = region.box
-    u0, v0, u1, v1 = max(x0, a), max(y0, b), min(x1, c), min(y1, d)
-    if u1 <= u0 or v1 <= v0:
+    overlap = _overlap(region.box, window)
+    if overlap is None:
         return None
+    own, there = overlap
+    a, b, c, d = window
     mask = np.zeros((d - b, c - a), dtype=bool)
-    mask[v0 - b:v1 - b, u0 - a:u1 - a] = region.mask[v0 - y0:v1 - y0, u0 - x0:u1 - x0]
+    mask[there] = region.mask[own]
     return mask if mask.any() else None
 
 
@@ -480,8 +485,9 @@ def _component_near(pixels: np.ndarray, column: int, row: int, chromosome_width:
 
 
 def _share_out(component: np.ndarray, fragment: np.ndarray, neighbours: list[np.ndarray],
-               chromosome_width: float) -> np.ndarray:
-    """The pixels of the neighbours' outlines that belong with the fragment: a watershed
+               claimed: np.ndarray, chromosome_width: float) -> np.ndarray:
+    """The pixels of the neighbours' outlines (``claimed``: every found chromosome's pixels
+    on the window) that belong with the fragment: a watershed
     of the object's thickness from the fragment and from each neighbour's own part (its far
     half, reckoned along the object from the fragment), so the line between them runs along
     the narrowest neck."""
@@ -498,10 +504,7 @@ def _share_out(component: np.ndarray, fragment: np.ndarray, neighbours: list[np.
     thickness = cv2.distanceTransform(component.astype(np.uint8), cv2.DIST_L2, 5)
     relief = np.uint8(255 - np.clip(thickness / max(float(thickness.max()), 1.0) * 255, 0, 255))
     cv2.watershed(cv2.merge([relief, relief, relief]), markers)
-    claimed = np.zeros(component.shape, dtype=bool)
-    for mask in neighbours:
-        claimed |= mask
-    return (markers == 2) & claimed
+    return (markers == 2) & component & claimed
 
 
 def _distance_along(component: np.ndarray, start: np.ndarray) -> np.ndarray:
