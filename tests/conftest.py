@@ -7,12 +7,19 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest
 
 
+@pytest.fixture(scope="session")
+def _cache_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _own_settings(tmp_path_factory, monkeypatch):
-    """Each test gets its own settings and autosave folders: never the user's."""
+def _own_settings(tmp_path_factory, monkeypatch, _cache_home):
+    """Each test gets its own settings and autosave folders: never the user's. The cache
+    (the classifier's quick-start traces) is the suite's own, shared by its tests."""
     home = tmp_path_factory.mktemp("user")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_cache_home))
 
 
 @pytest.fixture

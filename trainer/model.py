@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import timm
 import torch
 from torch import nn
 
@@ -38,6 +37,8 @@ class ChromosomeNet(nn.Module):
         **model_kwargs,
     ) -> None:
         super().__init__()
+        import timm  # here, not at the top: the app's quick start runs without it
+
         self.arch = arch
         self.encoder = timm.create_model(
             arch, pretrained=False, in_chans=1, num_classes=0, **model_kwargs
@@ -74,4 +75,6 @@ class LogitsOnly(nn.Module):
 
 
 def known_architecture(arch: str) -> bool:
+    import timm
+
     return timm.is_model(arch)

@@ -32,13 +32,14 @@ from karyo_gui.core.assignment import (
 from karyo_gui.core.case import Cell
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.orientation import apply_orientation_guess
-from trainer.checkpoint import default_checkpoint, load_checkpoint
+from trainer.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_header
 from trainer.devices import pick_device
 from trainer.evaluation import predict
 from trainer.preprocessing import cell_scale, placed_crop, prepare_cell, prepare_crops
 
 if TYPE_CHECKING:
     from karyo_gui.inference.attention import AttentionMap
+    from trainer.model import ChromosomeNet
 
 
 @dataclass
@@ -81,10 +82,22 @@ class Classifier:
         device: str = "auto",
         prior: KaryotypePrior | None = None,
         doubt: float = TYPE_DOUBT,
+        quick_start: bool = False,
     ) -> None:
+        """``quick_start``: on the CPU, run a cached trace of this model file's network when
+        there is a valid one (``inference.quick_start``: no timm import, the same numbers);
+        the network itself is built when something needs its layers (:attr:`full_net`)."""
         self.path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         self.device = pick_device(device)
-        self.net, self.header = load_checkpoint(self.path, self.device)
+        self._full_net = None
+        self._traced = None
+        if quick_start and self.device.type == "cpu":
+            from karyo_gui.inference.quick_start import load_traced
+
+            self.header = read_header(self.path)
+            self._traced = load_traced(self.path, self.header)
+        if self._traced is None:
+            self._full_net, self.header = load_checkpoint(self.path, self.device)
         self.preprocessing = self.header.input_preprocessing
         self.prior = prior or KaryotypePrior()
         self.doubt = doubt  # flag a type wrong with a probability above this
@@ -95,6 +108,42 @@ class Classifier:
     @property
     def model_id(self) -> str:
         return self.header.model_id
+
+    @property
+    def net(self):
+        """The network that classifies: the model file's own once built, else its trace."""
+        return self._full_net if self._full_net is not None else self._traced
+
+    @property
+    def quick_started(self) -> bool:
+        """Whether this classifier started from a cached trace (and has not built the
+        network yet)."""
+        return self._full_net is None
+
+    @property
+    def full_net(self) -> ChromosomeNet:
+        """The network built from the model file, with every check (Grad-CAM needs its
+        layers); built on first use after a quick start, which it then replaces."""
+        if self._full_net is None:
+            net, header = load_checkpoint(self.path, self.device)
+            if header.model_id != self.header.model_id:
+                raise CheckpointError(
+                    f"{self.path.name}: the model file changed while karyo was running "
+                    f"(model id {header.model_id}, was {self.header.model_id}); open it again"
+                )
+            self._full_net, self._traced = net, None
+        return self._full_net
+
+    def save_quick_start(self) -> Path | None:
+        """Cache a trace of the network for the next quick start (CPU only); the path, or
+        None when there is nothing to write or it could not be written."""
+        if self._full_net is None or self.device.type != "cpu":
+            return None
+        from karyo_gui.inference.quick_start import load_traced, save_traced, trace_path
+
+        if trace_path(self.header).is_file() and load_traced(self.path, self.header):
+            return None  # a valid one is there
+        return save_traced(self._full_net, self.header, self.path)
 
     @property
     def trained_on_bright_on_dark(self) -> bool:
@@ -219,7 +268,7 @@ class Classifier:
         scale = cell_scale(pictures, self.preprocessing)
         canvas, where = placed_crop(chromosome.image, scale, self.preprocessing)
         return attention_map(
-            self.net,
+            self.full_net,
             canvas,
             self.preprocessing,
             where,

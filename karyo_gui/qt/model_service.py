@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
 from karyo_gui.core.case import Cell, CellStatus, Chromosome, Flag
 from karyo_gui.core.labels import ChromosomeType
@@ -39,6 +39,9 @@ from karyo_gui.core.labels import ChromosomeType
 if TYPE_CHECKING:  # torch is imported in the worker thread, after the window is up
     from karyo_gui.inference.classifier import Classifier
     from karyo_gui.inference.finder import ChromosomeFinder
+
+
+SETTLE_DELAY_MS = 800  # after the first answer, before the worker's follow-up (_settle)
 
 
 def _default_finder() -> ChromosomeFinder:
@@ -89,6 +92,7 @@ class _Worker(QObject):
         self.finder_factory = finder_factory
         self.finder_problem: str | None = None  # why the finder did not load (not retried)
         self.wanted_attention = 0  # set from the GUI thread: older requests are skipped
+        self.settled = False  # the classifier's first answer was given and _settle ran
 
     @Slot(object, str)
     def load(self, checkpoint: str | None, device: str) -> None:
@@ -98,7 +102,7 @@ class _Worker(QObject):
             from trainer.checkpoint import CheckpointError
 
             try:
-                classifier = Classifier(checkpoint, device=device)
+                classifier = Classifier(checkpoint, device=device, quick_start=True)
             except (CheckpointError, ValueError, OSError) as error:
                 self.load_failed.emit(str(error))
                 return
@@ -108,7 +112,21 @@ class _Worker(QObject):
         import scipy.optimize  # noqa: F401  the assignment's solver, here rather than on the GUI thread
 
         self.classifier = classifier
+        self.settled = False
         self.loaded.emit(classifier, time.perf_counter() - started)
+
+    def _settle(self) -> None:
+        """Once, after the model's first answer, while the reviewer looks at it: a quick-
+        started classifier builds its network (Grad-CAM needs the layers); one that built it
+        caches its trace, so that the next start is a quick one."""
+        if self.settled or self.classifier is None:
+            return
+        self.settled = True
+        if self.classifier.quick_started:
+            with contextlib.suppress(Exception):  # Grad-CAM will say what is wrong, if asked
+                _ = self.classifier.full_net
+        else:
+            self.classifier.save_quick_start()
 
     @Slot(object)
     def classify(self, cell: Cell) -> None:
@@ -119,6 +137,8 @@ class _Worker(QObject):
             self.classify_failed.emit(cell, f"cell {cell.name} could not be classified: {error}")
         else:
             self.classified.emit(cell, prediction, time.perf_counter() - started)
+            if not self.settled:  # a moment later, so that a window closed at once is not held
+                QTimer.singleShot(SETTLE_DELAY_MS, self._settle)
         _give_memory_back()  # after the answer: the window does not wait for it
 
     @Slot(object)

@@ -1,0 +1,175 @@
+"""The classifier's quick start: a cached trace of its network, used only while it is the
+same model file's, giving the same answers, and never in the way when it is not."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from karyo_gui.core.synthetic import generate_cell
+from karyo_gui.inference import quick_start
+from karyo_gui.inference.classifier import Classifier
+from trainer.checkpoint import ModelHeader, read_header, save_checkpoint
+from trainer.model import ChromosomeNet
+from trainer.preprocessing import Preprocessing
+
+PREP = Preprocessing(height=48, width=32)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _model(folder: Path, name: str = "lab model", seed: int = 0, orientation=None) -> Path:
+    torch.manual_seed(seed)
+    net = ChromosomeNet("resnet10t", embedding_dim=16, orientation_head=orientation is not None)
+    header = ModelHeader(arch="resnet10t", embedding_dim=16, preprocessing=PREP.to_dict(),
+                         name=name, orientation=orientation)  # fmt: skip
+    return save_checkpoint(folder / "model.safetensors", net.eval(), header, dtype=torch.float16)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    return folder
+
+
+@pytest.fixture
+def model(tmp_path):
+    return _model(tmp_path)
+
+
+def _probabilities(classifier: Classifier, seed: int = 7) -> np.ndarray:
+    cell = generate_cell("47,XY,+21", seed=seed)
+    classifier.classify(cell)
+    return np.stack([c.probabilities for c in cell.chromosomes])
+
+
+def test_the_second_start_is_quick_and_answers_as_the_first(cache, model):
+    first = Classifier(model, device="cpu", quick_start=True)
+    assert not first.quick_started  # nothing cached yet: the network is built
+    expected = _probabilities(first)
+    written = first.save_quick_start()
+    assert written is not None and written.is_file()
+    assert written.parent == cache / "karyo" / "quick-start"
+    assert first.save_quick_start() is None  # a valid trace is there already
+
+    second = Classifier(model, device="cpu", quick_start=True)
+    assert second.quick_started
+    assert second.model_id == first.model_id
+    assert np.allclose(_probabilities(second), expected, atol=1e-5)
+
+
+def test_an_orientation_head_survives_the_trace(cache, tmp_path):
+    path = _model(tmp_path, orientation={"fitted_on": "test"})
+    built = Classifier(path, device="cpu", quick_start=True)
+    cell = generate_cell("46,XX", seed=3)
+    expected = built.predict_cell(cell)
+    assert expected.upside_down is not None
+    built.save_quick_start()
+    quick = Classifier(path, device="cpu", quick_start=True)
+    assert quick.quick_started
+    got = quick.predict_cell(cell)
+    assert np.allclose(got.upside_down, expected.upside_down, atol=1e-5)
+    assert np.allclose(got.embeddings, expected.embeddings, atol=1e-4)
+
+
+def test_a_quick_start_needs_no_timm(cache, model):
+    Classifier(model, device="cpu").save_quick_start()
+    code = (
+        "import sys\n"
+        "from karyo_gui.inference.classifier import Classifier\n"
+        f"c = Classifier({str(model)!r}, device='cpu', quick_start=True)\n"
+        "print(c.quick_started, 'timm' in sys.modules)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=120, check=True)  # fmt: skip
+    assert done.stdout.split() == ["True", "False"]
+
+
+def test_grad_cam_builds_the_network_after_a_quick_start(cache, model):
+    Classifier(model, device="cpu").save_quick_start()
+    quick = Classifier(model, device="cpu", quick_start=True)
+    cell = generate_cell("46,XX", seed=5)
+    quick.classify(cell)
+    heat = quick.attention(cell, cell.chromosomes[0].id)
+    assert heat.crop_map.shape == cell.chromosomes[0].image.shape[:2]
+    assert not quick.quick_started  # the network itself now classifies
+    assert isinstance(quick.net, ChromosomeNet)
+
+
+def test_a_damaged_trace_is_not_used(cache, model):
+    built = Classifier(model, device="cpu")
+    expected = _probabilities(built)
+    path = built.save_quick_start()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = os.urandom(64)
+    path.write_bytes(bytes(data))
+    again = Classifier(model, device="cpu", quick_start=True)
+    assert not again.quick_started
+    assert np.allclose(_probabilities(again), expected, atol=1e-5)
+    path.write_bytes(b"not a trace at all")
+    assert not Classifier(model, device="cpu", quick_start=True).quick_started
+    # and the built network writes a good one over it
+    assert again.save_quick_start() == path
+    assert Classifier(model, device="cpu", quick_start=True).quick_started
+
+
+def test_a_changed_model_file_is_not_served_by_the_old_trace(cache, tmp_path):
+    path = _model(tmp_path, name="first")
+    Classifier(path, device="cpu").save_quick_start()
+    model_id = read_header(path).model_id
+    # the same weights under another header: the same model id, another file
+    _model(tmp_path, name="renamed")
+    assert read_header(path).model_id == model_id
+    assert not Classifier(path, device="cpu", quick_start=True).quick_started
+    # other weights: another model id, so another trace name
+    _model(tmp_path, name="retrained", seed=1)
+    retrained = Classifier(path, device="cpu", quick_start=True)
+    assert not retrained.quick_started
+    assert retrained.header.name == "retrained"
+
+
+def test_an_unwritable_cache_only_costs_the_quick_start(tmp_path, monkeypatch, model):
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    classifier = Classifier(model, device="cpu", quick_start=True)
+    assert classifier.save_quick_start() is None
+    assert not Classifier(model, device="cpu", quick_start=True).quick_started
+
+
+def test_old_traces_are_pruned(cache, tmp_path):
+    for seed in range(quick_start.KEEP + 2):
+        folder = tmp_path / f"m{seed}"
+        folder.mkdir()
+        Classifier(_model(folder, seed=seed), device="cpu").save_quick_start()
+    assert len(list(quick_start.cache_folder().glob("*.pt"))) == quick_start.KEEP
+
+
+def test_the_model_thread_writes_the_trace_after_its_first_answer(qtbot, cache, model):
+    from karyo_gui.qt.model_service import ModelService
+
+    service = ModelService()
+    try:
+        with qtbot.waitSignal(service.model_loaded, timeout=60000):
+            service.load(model, "cpu")
+        assert not service.classifier.quick_started
+        cell = generate_cell("46,XY", seed=11)
+        with qtbot.waitSignal(service.cell_classified, timeout=60000):
+            service.classify([cell])
+        trace = quick_start.trace_path(service.classifier.header)
+        qtbot.waitUntil(trace.is_file, timeout=60000)
+        qtbot.waitUntil(lambda: service._worker.settled, timeout=60000)
+        with qtbot.waitSignal(service.model_loaded, timeout=60000):
+            service.load(model, "cpu")
+        assert service.classifier.quick_started
+        with qtbot.waitSignal(service.cell_classified, timeout=60000):
+            service.classify([generate_cell("46,XX", seed=12)])
+        # after its first answer the quick-started classifier builds its network (Grad-CAM)
+        qtbot.waitUntil(lambda: not service.classifier.quick_started, timeout=60000)
+    finally:
+        service.shutdown()
