@@ -56,7 +56,17 @@ def classified(cell, result):
         marks["classified"] = time.time() - started
         marks["classify_seconds"] = result.seconds
         marks["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        quit_when_settled()
+
+
+def quit_when_settled(waited=[0]):
+    # the model thread's follow-up a moment after its first answer (writing the quick start,
+    # or building the network after one) runs as it would for a user who stays a second
+    if window.service._worker.settled or waited[0] > 300:
         QTimer.singleShot(0, app.quit)
+    else:
+        waited[0] += 1
+        QTimer.singleShot(100, quit_when_settled)
 
 window.service.model_loaded.connect(loaded)
 window.service.cell_classified.connect(classified)

@@ -27,12 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from trainer.batches import normalise  # noqa: E402
-from trainer.checkpoint import load_checkpoint  # noqa: E402
-from trainer.data import load_dataset_crops  # noqa: E402
-from trainer.evaluation import cell_metrics, crop_metrics, predict  # noqa: E402
+from trainer.batches import normalise
+from trainer.checkpoint import load_checkpoint
+from trainer.data import load_dataset_crops
+from trainer.evaluation import cell_metrics, crop_metrics, predict
 
 
 def adapted(net: nn.Module, canvases: np.ndarray, preprocessing, blend: float,
@@ -102,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             started = time.time()
             crops = load_dataset_crops(root, cells, preprocessing)
             print(f"{model_name} on {lab_name} {args.split}: {len(crops.labels)} crops of "
-                  f"{len(crops.cell_names)} cells ({time.time() - started:.0f} s)", flush=True)  # fmt: skip
+                  f"{len(crops.cell_names)} cells ({time.time() - started:.0f} s)",
+                  flush=True)  # fmt: skip
             for group in args.groups:
                 for blend in [1.0] if group == "none" else args.blend:
                     started = time.time()
@@ -113,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(row)
                     print(f"  {group:>5} blend {blend:.2f}: crop {figures['crop_accuracy']:.4f} "
                           f"assigned {figures['assigned_accuracy']:.4f} ISCN exact "
-                          f"{figures['iscn_exact']:.3f} ({row['seconds']} s)", flush=True)  # fmt: skip
+                          f"{figures['iscn_exact']:.3f} ({row['seconds']} s)",
+                          flush=True)  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
