@@ -20,6 +20,22 @@ test: $(STAMP)
 
 env: $(STAMP)
 
+# a run trained on both labs: evaluated on both labs' val and test cells, then exported
+# with those figures in its header (and calibrated on both labs' val cells when the third
+# argument is --calibrate): $(call both_labs_measured,RUN,OUT,[--calibrate])
+define both_labs_measured
+	for lab in gband612 cil24; do for split in val test; do $(BIN)/python -m trainer evaluate \
+	  --data ../shared/data/$$lab --cells ../shared/data/$$lab/splits/$$split.txt \
+	  --checkpoint $(1)/best.safetensors \
+	  --json $(1)/eval-$$lab-$$split.json || exit 1; done; done
+	$(BIN)/python -m trainer export --half --checkpoint $(1)/best.safetensors \
+	  --out $(2) \
+	  --orientation-cells $(DATA)/splits/train.txt --data $(DATA) \
+	  --metrics val=$(1)/eval-gband612-val.json test=$(1)/eval-gband612-test.json \
+	  cil24_val=$(1)/eval-cil24-val.json cil24_test=$(1)/eval-cil24-test.json \
+	  $(if $(3),--calibrate $(DATA)=$(DATA)/splits/val.txt ../shared/data/cil24=../shared/data/cil24/splits/val.txt)
+endef
+
 # the shipped model: train in seven stages (select on val), measure on test, export at half size
 # (the export refits the orientation head on the gband612 training crops alone); stage 7 was
 # trained without straightening, and the export switches it on (chosen on val, see the card)
@@ -46,44 +62,18 @@ model: $(STAMP)
 	# with --epochs 3; this runs the 3 epochs as one schedule)
 	$(BIN)/python -m trainer train --config trainer/configs/both-labs.yaml \
 	  --init-checkpoint runs/default-stage7/half.safetensors --epochs 3
-	for lab in gband612 cil24; do for split in val test; do $(BIN)/python -m trainer evaluate \
-	  --data ../shared/data/$$lab --cells ../shared/data/$$lab/splits/$$split.txt \
-	  --checkpoint runs/both-labs/best.safetensors \
-	  --json runs/both-labs/eval-$$lab-$$split.json || exit 1; done; done
-	$(BIN)/python -m trainer export --half --checkpoint runs/both-labs/best.safetensors \
-	  --out runs/both-labs/half.safetensors \
-	  --orientation-cells $(DATA)/splits/train.txt --data $(DATA) \
-	  --metrics val=runs/both-labs/eval-gband612-val.json test=runs/both-labs/eval-gband612-test.json \
-	  cil24_val=runs/both-labs/eval-cil24-val.json cil24_test=runs/both-labs/eval-cil24-test.json
+	$(call both_labs_measured,runs/both-labs,runs/both-labs/half.safetensors,)
 	# then 3 shorter epochs at a lower rate from those weights (other batches: seed 6), the
 	# probabilities calibrated on both labs' val cells (temperature scaling) at the export
 	$(BIN)/python -m trainer train --config trainer/configs/both-labs.yaml \
 	  --init-checkpoint runs/both-labs/half.safetensors --epochs 3 --steps-per-epoch 300 \
 	  --lr 0.0002 --seed 6 --output runs/both-labs-2
-	for lab in gband612 cil24; do for split in val test; do $(BIN)/python -m trainer evaluate \
-	  --data ../shared/data/$$lab --cells ../shared/data/$$lab/splits/$$split.txt \
-	  --checkpoint runs/both-labs-2/best.safetensors \
-	  --json runs/both-labs-2/eval-$$lab-$$split.json || exit 1; done; done
-	$(BIN)/python -m trainer export --half --checkpoint runs/both-labs-2/best.safetensors \
-	  --out runs/both-labs-2/half.safetensors \
-	  --orientation-cells $(DATA)/splits/train.txt --data $(DATA) \
-	  --metrics val=runs/both-labs-2/eval-gband612-val.json test=runs/both-labs-2/eval-gband612-test.json \
-	  cil24_val=runs/both-labs-2/eval-cil24-val.json cil24_test=runs/both-labs-2/eval-cil24-test.json \
-	  --calibrate $(DATA)=$(DATA)/splits/val.txt ../shared/data/cil24=../shared/data/cil24/splits/val.txt
+	$(call both_labs_measured,runs/both-labs-2,runs/both-labs-2/half.safetensors,--calibrate)
 	# and once more: 3 epochs of 300 steps at 2e-4 from those (calibrated) weights, seed 7
 	$(BIN)/python -m trainer train --config trainer/configs/both-labs.yaml \
 	  --init-checkpoint runs/both-labs-2/half.safetensors --epochs 3 --steps-per-epoch 300 \
 	  --lr 0.0002 --seed 7 --output runs/both-labs-3
-	for lab in gband612 cil24; do for split in val test; do $(BIN)/python -m trainer evaluate \
-	  --data ../shared/data/$$lab --cells ../shared/data/$$lab/splits/$$split.txt \
-	  --checkpoint runs/both-labs-3/best.safetensors \
-	  --json runs/both-labs-3/eval-$$lab-$$split.json || exit 1; done; done
-	$(BIN)/python -m trainer export --half --checkpoint runs/both-labs-3/best.safetensors \
-	  --out resources/karyo-default.safetensors \
-	  --orientation-cells $(DATA)/splits/train.txt --data $(DATA) \
-	  --metrics val=runs/both-labs-3/eval-gband612-val.json test=runs/both-labs-3/eval-gband612-test.json \
-	  cil24_val=runs/both-labs-3/eval-cil24-val.json cil24_test=runs/both-labs-3/eval-cil24-test.json \
-	  --calibrate $(DATA)=$(DATA)/splits/val.txt ../shared/data/cil24=../shared/data/cil24/splits/val.txt
+	$(call both_labs_measured,runs/both-labs-3,resources/karyo-default.safetensors,--calibrate)
 
 # the shipped chromosome finder: trained on the cil24 training metaphases plus 150 generated
 # ones, the score threshold chosen on val (best F1), looking at each image mirrored too (chosen

@@ -59,13 +59,12 @@ def classified(cell, result):
         quit_when_settled()
 
 
-def quit_when_settled(waited=[0]):
+def quit_when_settled():
     # the model thread's follow-up a moment after its first answer (writing the quick start,
     # or building the network after one) runs as it would for a user who stays a second
-    if window.service._worker.settled or waited[0] > 300:
+    if window.service._worker.settled or time.time() - started > 150:
         QTimer.singleShot(0, app.quit)
     else:
-        waited[0] += 1
         QTimer.singleShot(100, quit_when_settled)
 
 window.service.model_loaded.connect(loaded)

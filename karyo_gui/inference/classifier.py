@@ -91,11 +91,13 @@ class Classifier:
         self.device = pick_device(device)
         self._full_net = None
         self._traced = None
+        self._trace_cached: bool | None = None  # a valid trace is cached; None: not looked
         if quick_start and self.device.type == "cpu":
             from karyo_gui.inference.quick_start import load_traced
 
             self.header = read_header(self.path)
             self._traced = load_traced(self.path, self.header)
+            self._trace_cached = self._traced is not None
         if self._traced is None:
             self._full_net, self.header = load_checkpoint(self.path, self.device)
         self.preprocessing = self.header.input_preprocessing
@@ -139,11 +141,15 @@ class Classifier:
         None when there is nothing to write or it could not be written."""
         if self._full_net is None or self.device.type != "cpu":
             return None
-        from karyo_gui.inference.quick_start import load_traced, save_traced, trace_path
+        from karyo_gui.inference.quick_start import load_traced, save_traced
 
-        if trace_path(self.header).is_file() and load_traced(self.path, self.header):
+        if self._trace_cached is None:  # not looked for at the start
+            self._trace_cached = load_traced(self.path, self.header) is not None
+        if self._trace_cached:
             return None  # a valid one is there
-        return save_traced(self._full_net, self.header, self.path)
+        written = save_traced(self._full_net, self.header, self.path)
+        self._trace_cached = written is not None
+        return written
 
     @property
     def trained_on_bright_on_dark(self) -> bool:
