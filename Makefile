@@ -87,13 +87,17 @@ finder: $(STAMP)
 	# stopped after 1 and resumed with --epochs 3, the rate falling from 1e-3 along a cosine)
 	$(BIN)/python -m trainer train-finder --data $(FINDER_DATA) --out runs/finder-ft \
 	  --init runs/finder/best.safetensors --epochs 3 --lr 1e-3 --generated 150 --val-limit 120
-	# then 3 + 4 more (the shipped 87ea59d364f0: one-cycle schedules at lr 5e-4, then 4e-4;
+	# then 3 + 4 more (the previous 87ea59d364f0: one-cycle schedules at lr 5e-4, then 4e-4;
 	# the first of them started from the exported half-size 285e58ba67af)
 	$(BIN)/python -m trainer train-finder --data $(FINDER_DATA) --out runs/finder-ft2 \
 	  --init runs/finder-ft/best.safetensors --epochs 3 --lr 5e-4 --generated 150 --val-limit 120
 	$(BIN)/python -m trainer train-finder --data $(FINDER_DATA) --out runs/finder-ft3 \
 	  --init runs/finder-ft2/best.safetensors --epochs 4 --lr 4e-4 --generated 150 --val-limit 120
-	$(BIN)/python -m trainer export-finder --checkpoint runs/finder-ft3/best.safetensors \
+	# then 5 more at lr 3e-4 (the shipped 11f698759e24)
+	$(BIN)/python -m trainer train-finder --data $(FINDER_DATA) --out runs/finder-ft4 \
+	  --init runs/finder-ft3/best.safetensors --epochs 5 --lr 3e-4 --seed 4 --generated 150 \
+	  --val-limit 120
+	$(BIN)/python -m trainer export-finder --checkpoint runs/finder-ft4/best.safetensors \
 	  --out runs/finder/half.safetensors --half --name karyo-finder --flip-test on
 	for split in val test; do $(BIN)/python bench/metaphase_finder.py --data $(FINDER_DATA) \
 	  --split $$split --finder runs/finder/half.safetensors --threads 2 \

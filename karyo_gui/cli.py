@@ -182,7 +182,8 @@ def _classify(args: argparse.Namespace) -> int:
         from karyo_gui.inference.classifier import Classifier
         from karyo_gui.inference.report import case_report, cell_report
 
-        classifier = Classifier(args.checkpoint, args.device)
+        # on the CPU from the cached trace when there is one (no timm import), as the app
+        classifier = Classifier(args.checkpoint, args.device, quick_start=True)
         if args.doubt is not None:
             classifier.doubt = args.doubt
         unfound = _find_chromosomes(case, args)
@@ -215,6 +216,7 @@ def _classify(args: argparse.Namespace) -> int:
             _write_karyograms(results, Path(args.png))
         if args.cam_dir:
             _write_attention_maps(classifier, results, Path(args.cam_dir))
+        classifier.save_quick_start()  # once per model file: the next run starts quicker
     except (CheckpointError, DeviceError, FinderError) as error:
         print(f"karyo classify: {error}", file=sys.stderr)
         return 2

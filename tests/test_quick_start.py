@@ -1,6 +1,7 @@
 """The classifier's quick start: a cached trace of its network, used only while it is the
 same model file's, giving the same answers, and never in the way when it is not."""
 
+import json
 import os
 import subprocess
 import sys
@@ -173,3 +174,33 @@ def test_the_model_thread_writes_the_trace_after_its_first_answer(qtbot, cache, 
         qtbot.waitUntil(lambda: not service.classifier.quick_started, timeout=60000)
     finally:
         service.shutdown()
+
+
+def test_karyo_classify_writes_the_trace_and_then_starts_without_timm(cache, model, tmp_path):
+    from karyo_gui.core.loaders import write_cell
+
+    cell = write_cell(generate_cell("46,XY", seed=2), tmp_path / "cell")
+    code = (
+        "import json, sys\n"
+        "from karyo_gui.cli import main\n"
+        f"rc = main(['classify', {str(cell)!r}, '--json', sys.argv[1], '--checkpoint', "
+        f"{str(model)!r}, '--device', 'cpu'])\n"
+        "print('RESULT', rc, 'timm' in sys.modules)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    runs = []
+    for name in ("first.json", "second.json"):
+        out = tmp_path / name
+        done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
+                              text=True, env=env, cwd=ROOT, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        runs.append((done.stdout.split("RESULT")[-1].split(), out.read_text()))
+        if name == "first.json":  # the network was built, so the trace is written
+            assert list((cache / "karyo" / "quick-start").glob("*.pt"))
+    assert runs[0][0] == ["0", "True"]
+    assert runs[1][0] == ["0", "False"]  # the second run classified from the trace
+
+    first, second = (json.loads(text)["cells"][0]["chromosomes"] for _, text in runs)
+    assert [c["assigned"] for c in second] == [c["assigned"] for c in first]
+    assert np.allclose([c["top"][0]["probability"] for c in second],
+                       [c["top"][0]["probability"] for c in first], atol=1e-3)  # fmt: skip

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
@@ -35,6 +34,7 @@ from karyo_gui import __version__
 from karyo_gui.core.metaphase import downscaled, estimate_chromosome_width, flatten_background
 from karyo_gui.core.privacy import without_private_paths
 from trainer.checkpoint import header_fields, header_text, weights_id, write_model_file
+from trainer.model import known_architecture
 
 FORMAT = "karyo-finder"
 FORMAT_VERSION = 1
@@ -83,7 +83,7 @@ class FinderHeader:
         )  # fmt: skip
         header = cls(**known)
         checks = (
-            (isinstance(header.arch, str) and timm.is_model(header.arch), "architecture"),
+            (isinstance(header.arch, str) and known_architecture(header.arch), "architecture"),
             (isinstance(header.channels, int) and 8 <= header.channels <= 512, "channels"),
             (_number_in(header.input_width, 2.0, 64.0), "input_width"),
             (_number_in(header.score_threshold, 0.0, 1.0), "score_threshold"),
@@ -102,6 +102,8 @@ def _number_in(value: object, low: float, high: float) -> bool:
 
 class FinderNet(nn.Module):
     def __init__(self, arch: str = "resnet18", channels: int = 96) -> None:
+        import timm  # here, not at the top: classifying crops needs no timm (quick start)
+
         super().__init__()
         self.encoder = timm.create_model(
             arch, pretrained=False, features_only=True, in_chans=1, out_indices=(1, 2, 3, 4)
