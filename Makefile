@@ -83,7 +83,7 @@ FINDER_DATA ?= ../shared/data/cil24
 finder: $(STAMP)
 	$(BIN)/python -m trainer train-finder --data $(FINDER_DATA) --out runs/finder \
 	  --epochs 10 --generated 150 --val-limit 120
-	# then 3 more epochs from those weights (the shipped 285e58ba67af: started as 12 at lr 1e-3,
+	# then 3 more epochs from those weights (the earlier 285e58ba67af: started as 12 at lr 1e-3,
 	# stopped after 1 and resumed with --epochs 3, the rate falling from 1e-3 along a cosine)
 	$(BIN)/python -m trainer train-finder --data $(FINDER_DATA) --out runs/finder-ft \
 	  --init runs/finder/best.safetensors --epochs 3 --lr 1e-3 --generated 150 --val-limit 120
