@@ -42,15 +42,13 @@ INSIDE = 0.7  # this share of an annotated box inside a found one: it is part of
 NEAR = 0.1  # annotated boxes meeting at an IoU above this: touching or crossing chromosomes
 
 
-def covered(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
-    """(len(inner), len(outer)): the share of each inner box's area inside each outer box."""
-    x0 = np.maximum(inner[:, None, 0], outer[None, :, 0])
-    y0 = np.maximum(inner[:, None, 1], outer[None, :, 1])
-    x1 = np.minimum(inner[:, None, 2], outer[None, :, 2])
-    y1 = np.minimum(inner[:, None, 3], outer[None, :, 3])
-    shared = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (inner[:, 2] - inner[:, 0]) * (inner[:, 3] - inner[:, 1])
-    return shared / np.maximum(area, 1e-9)[:, None]
+def covered(iou: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """The share of each inner box's area inside each outer box, from their IoU
+    (``core.metaphase.box_iou_matrix(inner, outer)``): intersection = IoU (a + b) / (1 + IoU)."""
+    area_inner = (inner[:, 2] - inner[:, 0]) * (inner[:, 3] - inner[:, 1])
+    area_outer = (outer[:, 2] - outer[:, 0]) * (outer[:, 3] - outer[:, 1])
+    shared = iou * (area_inner[:, None] + area_outer[None, :]) / (1 + iou)
+    return shared / np.maximum(area_inner, 1e-9)[:, None]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         matched_total += len(matches)
         hit_truth = {t for _, t in matches}
         hit_found = {f for f, _ in matches}
-        iou = box_iou_matrix(boxes, truth) if len(boxes) else np.zeros((0, len(truth)))
+        iou = box_iou_matrix(boxes, truth)
         among = box_iou_matrix(truth, truth)
         np.fill_diagonal(among, 0)
-        inside = covered(truth, boxes) if len(boxes) else np.zeros((len(truth), 0))
+        inside = covered(iou.T, truth, boxes)  # (annotated, found)
         for t in range(len(truth)):
             touches = bool(len(truth) > 1 and among[t].max() > NEAR)
             touching[(t in hit_truth, touches)] += 1
@@ -109,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 missed["inside a merged object"] += 1
             else:
                 missed["not found"] += 1
-        holds = (inside >= INSIDE).sum(0) if inside.size else np.zeros(len(boxes))
+        holds = (inside >= INSIDE).sum(0)  # annotated chromosomes each found object holds
         for f in range(len(boxes)):
             if f in hit_found:
                 continue

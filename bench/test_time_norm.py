@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from new_lab_curve import split_names  # the bench's own: a split's names
 from torch import nn
 
 from trainer.batches import normalise
@@ -57,13 +58,11 @@ def adapted(net: nn.Module, canvases: np.ndarray, preprocessing, blend: float,
 
 def run(net, crops, preprocessing, group: str, blend: float) -> dict:
     device = torch.device("cpu")
-    probabilities = np.zeros((len(crops.labels), 24), np.float32)
-    if group == "none":
-        probabilities = predict(net, crops.images, preprocessing, device).probabilities
-    elif group == "lab":
-        probabilities = predict(adapted(net, crops.images, preprocessing, blend), crops.images,
-                                preprocessing, device).probabilities  # fmt: skip
+    if group in ("none", "lab"):
+        used = net if group == "none" else adapted(net, crops.images, preprocessing, blend)
+        probabilities = predict(used, crops.images, preprocessing, device).probabilities
     else:
+        probabilities = np.zeros((len(crops.labels), 24), np.float32)
         for index in range(len(crops.cell_names)):
             rows = np.flatnonzero(crops.cell_of == index)
             cell_net = adapted(net, crops.images[rows], preprocessing, blend)
@@ -93,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         preprocessing = header.input_preprocessing
         for lab in args.lab:
             lab_name, root = lab.split("=", 1)
-            split = Path(root) / "splits" / f"{args.split}.txt"
-            cells = split.read_text().split()
-            if args.limit:
-                cells = cells[: args.limit]
+            cells = split_names(Path(root), args.split, args.limit or None)
             started = time.time()
             crops = load_dataset_crops(root, cells, preprocessing)
             print(f"{model_name} on {lab_name} {args.split}: {len(crops.labels)} crops of "
