@@ -9,15 +9,15 @@ run_app's steps) and notes, in seconds since the process was started:
   * model: the model is loaded (its own load time as the status bar says it, too);
   * classified: the cell's karyogram is classified and drawn;
 and the peak resident memory of the process at that point. The first ``--warm-up`` runs
-fill the disk cache and the classifier's quick-start cache (a trace of its network, written
-after a start that built it; ``karyo_gui.inference.quick_start``) and are not counted; the
+fill the disk cache and the classifier's quick-start cache (an ONNX copy of its network,
+written after a start that built it; ``karyo_gui.inference.quick_start``) and are not counted; the
 first of them is shown apart as the first start. The quick-start cache is the bench's own
 (a fresh folder; ``--cache DIR`` to keep one), never the user's. CELL defaults to the app's
 example cell (46 generated crops). Targets on a 2-core CPU with a warm disk cache: window
 < 1 s, classified <= 3 s. ``--imports`` also prints the ten slowest imports of the window
 and of the model (python -X importtime). ``--cli`` times ``karyo classify CELL --json OUT``
 instead, from the process start to its exit (the CLI uses and writes the same quick-start
-trace; the first run is shown apart); CELL then defaults to the example cell written to a
+copy; the first run is shown apart); CELL then defaults to the example cell written to a
 folder.
 """
 

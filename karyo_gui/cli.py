@@ -176,13 +176,13 @@ def _classify(args: argparse.Namespace) -> int:
         return 2
     from trainer.checkpoint import CheckpointError
     from trainer.devices import DeviceError
-    from trainer.finder import FinderError
+    from trainer.finder_cli import FinderError
 
     try:
         from karyo_gui.inference.classifier import Classifier
         from karyo_gui.inference.report import case_report, cell_report
 
-        # on the CPU from the cached trace when there is one (no timm import), as the app
+        # on the CPU from the cached ONNX copy when there is one (no torch import), as the app
         classifier = Classifier(args.checkpoint, args.device, quick_start=True)
         if args.doubt is not None:
             classifier.doubt = args.doubt
@@ -195,7 +195,7 @@ def _classify(args: argparse.Namespace) -> int:
                 "arch": classifier.header.arch,
                 "model_id": classifier.model_id,
             },
-            "device": str(classifier.device),
+            "device": classifier.device_name,
             "cells": [cell_report(result) for result in results],
             "case": case_report(case),
             "problems": case.problems,
@@ -264,7 +264,7 @@ def _evaluate_metaphases(args: argparse.Namespace) -> int:
     from karyo_gui.core.loaders import CellLoadError
     from trainer.checkpoint import CheckpointError
     from trainer.devices import DeviceError
-    from trainer.finder import FinderError
+    from trainer.finder_cli import FinderError
 
     try:
         from karyo_gui.inference.classifier import Classifier

@@ -87,7 +87,7 @@ class HeldModel:
     chromosomes it is asked to explain (and explains none)."""
 
     description = model_id = "stand-in"
-    device = "cpu"
+    device = device_name = "cpu"
 
     def __init__(self):
         self.go = threading.Event()

@@ -84,13 +84,45 @@ def test_train_finder_learns_from_annotated_metaphases_and_resumes(annotated, tm
 
 @pytest.mark.parametrize(
     "option, value",
-    [("--lr", "0"), ("--lr", "nan"), ("--crop", "100"), ("--epochs", "0"), ("--threads", "-1")],
+    [("--lr", "0"), ("--lr", "nan"), ("--crop", "100"), ("--epochs", "0"), ("--threads", "-1"),
+     ("--box-loss", "-1"), ("--box-loss", "nan")],
 )
 def test_train_finder_refuses_bad_options_in_one_line(annotated, tmp_path, capsys, option, value):
     status = trainer_main(["train-finder", "--data", str(annotated), "--out", str(tmp_path),
                            option, value])  # fmt: skip
     assert status == 2
     assert option in capsys.readouterr().err
+
+
+def _answer(target: dict) -> dict:
+    """The finder's output that gives every box-learning cell exactly its target box."""
+    box, height, width = target["box"], *target["heatmap"].shape
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    size = np.log(np.maximum(np.stack([box[2] - box[0], box[3] - box[1]]), 1e-3))
+    offset = np.stack([(box[0] + box[2]) / 2 - xs, (box[1] + box[3]) / 2 - ys])
+    zeros = torch.zeros(1, 1, height, width)
+    return {"heatmap": zeros, "foreground": zeros, "size": torch.from_numpy(size)[None],
+            "offset": torch.from_numpy(offset)[None]}  # fmt: skip
+
+
+def test_the_box_term_judges_the_boxes_cells_near_a_centre_predict():
+    from trainer.finder_training import losses, targets
+
+    # two touching chromosomes, in input pixels (the targets are at stride 4)
+    truth = np.array([[40, 60, 80, 200], [70, 100, 120, 150]], np.float32)
+    target = targets(truth, (320, 320))
+    learning = target["box_weight"] > 0
+    assert learning.sum() > 2 * target["where"].sum()  # more cells than the two centres
+    owners = {tuple(target["box"][:, y, x]) for y, x in zip(*np.nonzero(learning))}
+    assert owners == {tuple(b) for b in truth / 4}  # each cell learns one of the two boxes
+    batch = {k: torch.from_numpy(v)[None] for k, v in target.items()}
+    batch["foreground"] = torch.zeros(1, *target["heatmap"].shape)
+    output = _answer(target)
+    assert float(losses(output, batch, box_weight=1.0)["box"]) == pytest.approx(0, abs=1e-5)
+    output["size"] = output["size"] + 0.3  # every box a third too large
+    wrong = losses(output, batch, box_weight=1.0)
+    assert float(wrong["box"]) > 0.3
+    assert "box" not in losses(output, batch, box_weight=0.0)  # off: the earlier finder's loss
 
 
 def test_train_finder_on_a_folder_without_annotations_says_so(tmp_path, capsys):

@@ -338,6 +338,7 @@ def test_a_read_that_crashes_is_one_line_and_keeps_the_open_case(
 class FakeClassifier:
     def __init__(self, path):
         self.path, self.device = path, "cpu"
+        self.device_name = "cpu"
         self.description = f"fake ({os.path.basename(str(path))})"
 
 

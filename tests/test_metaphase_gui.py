@@ -485,7 +485,7 @@ class StandIn:
     model's types; it notes what it was asked."""
 
     description = model_id = "stand-in"
-    device = "cpu"
+    device = device_name = "cpu"
 
     def __init__(self):
         self.changed = []

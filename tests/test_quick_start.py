@@ -1,5 +1,6 @@
-"""The classifier's quick start: a cached trace of its network, used only while it is the
-same model file's, giving the same answers, and never in the way when it is not."""
+"""The classifier's quick start: a cached ONNX copy of its network run by OpenCV (no torch),
+used only while it is the same model file's, giving the same answers, and never in the way
+when it is not."""
 
 import json
 import os
@@ -55,7 +56,7 @@ def test_the_second_start_is_quick_and_answers_as_the_first(cache, model):
     written = first.save_quick_start()
     assert written is not None and written.is_file()
     assert written.parent == cache / "karyo" / "quick-start"
-    assert first.save_quick_start() is None  # a valid trace is there already
+    assert first.save_quick_start() is None  # a valid copy is there already
 
     second = Classifier(model, device="cpu", quick_start=True)
     assert second.quick_started
@@ -63,7 +64,7 @@ def test_the_second_start_is_quick_and_answers_as_the_first(cache, model):
     assert np.allclose(_probabilities(second), expected, atol=1e-5)
 
 
-def test_an_orientation_head_survives_the_trace(cache, tmp_path):
+def test_an_orientation_head_survives_the_copy(cache, tmp_path):
     path = _model(tmp_path, orientation={"fitted_on": "test"})
     built = Classifier(path, device="cpu", quick_start=True)
     cell = generate_cell("46,XX", seed=3)
@@ -77,18 +78,21 @@ def test_an_orientation_head_survives_the_trace(cache, tmp_path):
     assert np.allclose(got.embeddings, expected.embeddings, atol=1e-4)
 
 
-def test_a_quick_start_needs_no_timm(cache, model):
+def test_a_quick_start_classifies_without_torch(cache, model):
     Classifier(model, device="cpu").save_quick_start()
     code = (
         "import sys\n"
+        "from karyo_gui.core.synthetic import generate_cell\n"
         "from karyo_gui.inference.classifier import Classifier\n"
-        f"c = Classifier({str(model)!r}, device='cpu', quick_start=True)\n"
-        "print(c.quick_started, 'timm' in sys.modules)\n"
+        f"c = Classifier({str(model)!r}, device='auto', quick_start=True)\n"
+        "result = c.classify(generate_cell('46,XY', seed=4))\n"
+        "print(c.quick_started, 'torch' in sys.modules, 'timm' in sys.modules, c.device_name,"
+        " len(result.cell.chromosomes))\n"
     )
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "CUDA_VISIBLE_DEVICES": "-1"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=120, check=True)  # fmt: skip
-    assert done.stdout.split() == ["True", "False"]
+    assert done.stdout.split() == ["True", "False", "False", "cpu", "46"]
 
 
 def test_grad_cam_builds_the_network_after_a_quick_start(cache, model):
@@ -102,7 +106,7 @@ def test_grad_cam_builds_the_network_after_a_quick_start(cache, model):
     assert isinstance(quick.net, ChromosomeNet)
 
 
-def test_a_damaged_trace_is_not_used(cache, model):
+def test_a_damaged_copy_is_not_used(cache, model):
     built = Classifier(model, device="cpu")
     expected = _probabilities(built)
     path = built.save_quick_start()
@@ -112,14 +116,14 @@ def test_a_damaged_trace_is_not_used(cache, model):
     again = Classifier(model, device="cpu", quick_start=True)
     assert not again.quick_started
     assert np.allclose(_probabilities(again), expected, atol=1e-5)
-    path.write_bytes(b"not a trace at all")
+    path.write_bytes(b"not an ONNX file at all")
     assert not Classifier(model, device="cpu", quick_start=True).quick_started
     # and the built network writes a good one over it
     assert again.save_quick_start() == path
     assert Classifier(model, device="cpu", quick_start=True).quick_started
 
 
-def test_a_changed_model_file_is_not_served_by_the_old_trace(cache, tmp_path):
+def test_a_changed_model_file_is_not_served_by_the_old_copy(cache, tmp_path):
     path = _model(tmp_path, name="first")
     Classifier(path, device="cpu").save_quick_start()
     model_id = read_header(path).model_id
@@ -127,7 +131,7 @@ def test_a_changed_model_file_is_not_served_by_the_old_trace(cache, tmp_path):
     _model(tmp_path, name="renamed")
     assert read_header(path).model_id == model_id
     assert not Classifier(path, device="cpu", quick_start=True).quick_started
-    # other weights: another model id, so another trace name
+    # other weights: another model id, so another copy's name
     _model(tmp_path, name="retrained", seed=1)
     retrained = Classifier(path, device="cpu", quick_start=True)
     assert not retrained.quick_started
@@ -143,15 +147,19 @@ def test_an_unwritable_cache_only_costs_the_quick_start(tmp_path, monkeypatch, m
     assert not Classifier(model, device="cpu", quick_start=True).quick_started
 
 
-def test_old_traces_are_pruned(cache, tmp_path):
+def test_old_copies_and_traces_are_pruned(cache, tmp_path):
+    old_trace = quick_start.cache_folder() / "0123456789ab-torch2.9-f1.pt"  # the first format
+    old_trace.parent.mkdir(parents=True)
+    old_trace.write_bytes(b"trace")
     for seed in range(quick_start.KEEP + 2):
         folder = tmp_path / f"m{seed}"
         folder.mkdir()
         Classifier(_model(folder, seed=seed), device="cpu").save_quick_start()
-    assert len(list(quick_start.cache_folder().glob("*.pt"))) == quick_start.KEEP
+    assert len(list(quick_start.cache_folder().glob("*.onnx"))) == quick_start.KEEP
+    assert not old_trace.exists()
 
 
-def test_the_model_thread_writes_the_trace_after_its_first_answer(qtbot, cache, model):
+def test_the_model_thread_writes_the_copy_after_its_first_answer(qtbot, cache, model):
     from karyo_gui.qt.model_service import ModelService
 
     service = ModelService()
@@ -162,8 +170,8 @@ def test_the_model_thread_writes_the_trace_after_its_first_answer(qtbot, cache, 
         cell = generate_cell("46,XY", seed=11)
         with qtbot.waitSignal(service.cell_classified, timeout=60000):
             service.classify([cell])
-        trace = quick_start.trace_path(service.classifier.header)
-        qtbot.waitUntil(trace.is_file, timeout=60000)
+        copy = quick_start.quick_path(service.classifier.header)
+        qtbot.waitUntil(copy.is_file, timeout=60000)
         qtbot.waitUntil(lambda: service._worker.settled, timeout=60000)
         with qtbot.waitSignal(service.model_loaded, timeout=60000):
             service.load(model, "cpu")
@@ -176,7 +184,7 @@ def test_the_model_thread_writes_the_trace_after_its_first_answer(qtbot, cache, 
         service.shutdown()
 
 
-def test_karyo_classify_writes_the_trace_and_then_starts_without_timm(cache, model, tmp_path):
+def test_karyo_classify_writes_the_copy_and_then_runs_without_torch(cache, model, tmp_path):
     from karyo_gui.core.loaders import write_cell
 
     cell = write_cell(generate_cell("46,XY", seed=2), tmp_path / "cell")
@@ -185,7 +193,7 @@ def test_karyo_classify_writes_the_trace_and_then_starts_without_timm(cache, mod
         "from karyo_gui.cli import main\n"
         f"rc = main(['classify', {str(cell)!r}, '--json', sys.argv[1], '--checkpoint', "
         f"{str(model)!r}, '--device', 'cpu'])\n"
-        "print('RESULT', rc, 'timm' in sys.modules)\n"
+        "print('RESULT', rc, 'torch' in sys.modules)\n"
     )
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
     runs = []
@@ -195,10 +203,10 @@ def test_karyo_classify_writes_the_trace_and_then_starts_without_timm(cache, mod
                               text=True, env=env, cwd=ROOT, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stderr
         runs.append((done.stdout.split("RESULT")[-1].split(), out.read_text()))
-        if name == "first.json":  # the network was built, so the trace is written
-            assert list((cache / "karyo" / "quick-start").glob("*.pt"))
+        if name == "first.json":  # the network was built, so the copy is written
+            assert list((cache / "karyo" / "quick-start").glob("*.onnx"))
     assert runs[0][0] == ["0", "True"]
-    assert runs[1][0] == ["0", "False"]  # the second run classified from the trace
+    assert runs[1][0] == ["0", "False"]  # the second run classified from the copy
 
     first, second = (json.loads(text)["cells"][0]["chromosomes"] for _, text in runs)
     assert [c["assigned"] for c in second] == [c["assigned"] for c in first]

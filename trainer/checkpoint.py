@@ -23,12 +23,10 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
 from karyo_gui import __version__
 from karyo_gui.core.case_file import writable_target
@@ -41,8 +39,13 @@ from trainer.config import (
     is_number,
     model_kwargs_problem,
 )
-from trainer.model import ChromosomeNet, known_architecture
 from trainer.preprocessing import Preprocessing
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written: reading a
+    # header (the app's start, a model list) needs none
+    import torch
+
+    from trainer.model import ChromosomeNet
 
 FORMAT = "karyo-model"
 FORMAT_VERSION = 2  # 2: the optional orientation head
@@ -53,7 +56,7 @@ CLASS_NAMES = [ChromosomeType(t).display_name for t in range(N_TYPES)]
 MAX_PARAMETERS = 100_000_000  # a resnet18 has 11.7 M; a ViT-giant (1 G) is no crop model
 MAX_EMBEDDING_DIM = 65_536
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})  # safetensors' names
-TORCH_DTYPES = {"I64": torch.int64, "I32": torch.int32, "BOOL": torch.bool}
+INTEGER_DTYPES = {"I64": "torch.int64", "I32": "torch.int32", "BOOL": "torch.bool"}
 
 MODEL_ENV = "KARYO_MODEL"  # a model file to use instead of the shipped one
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "resources" / "karyo-default.safetensors"
@@ -207,6 +210,8 @@ def _preprocessing_problem(data: Any) -> str | None:
 def _finite(tensor: torch.Tensor) -> bool:
     """No inf or NaN in a CPU tensor (True for integer ones). numpy's test: torch's on
     float16 takes 0.7 s for the shipped model on a busy 2-core CPU, numpy's 30 ms."""
+    import torch
+
     if not tensor.is_floating_point():
         return True
     if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: all-ones exponent bits
@@ -220,6 +225,8 @@ def weights_id(state: dict[str, torch.Tensor], preprocessing: Preprocessing | No
     straightening threshold when there is one. Straightening can be switched on at export,
     without new weights, and the same weights then give other answers, so the model needs
     another name; models without it keep the ids they always had."""
+    import torch
+
     digest = hashlib.sha256()
     for name in sorted(state):
         digest.update(name.encode())
@@ -278,6 +285,8 @@ def write_model_file(path: str | os.PathLike, state: dict[str, torch.Tensor], he
     )
     os.close(handle)
     try:
+        from safetensors.torch import save_file
+
         save_file(state, temporary, metadata={HEADER_KEY: header})
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
@@ -301,7 +310,7 @@ def header_text(path: Path, error_type: type[Exception], what: str = "model file
     if not path.is_file():
         raise error_type(f"{path}: {what} not found")
     try:
-        with safe_open(str(path), framework="pt") as opened:
+        with safe_open(str(path), framework="numpy") as opened:  # no torch to read a header
             metadata = opened.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise error_type(f"{shown}: not a safetensors model file, or damaged ({error})") from None
@@ -311,6 +320,8 @@ def header_text(path: Path, error_type: type[Exception], what: str = "model file
 
 
 def build_model(header: ModelHeader) -> ChromosomeNet:
+    from trainer.model import ChromosomeNet, known_architecture
+
     if not known_architecture(header.arch):
         raise CheckpointError(f"architecture {header.arch!r} is not known to this timm version")
     return ChromosomeNet(
@@ -326,6 +337,8 @@ def _build(header: ModelHeader, shown: str, device: str | torch.device | None = 
     try:
         if device is None:
             return build_model(header)
+        import torch
+
         with torch.device(device):
             return build_model(header)
     except CheckpointError as error:
@@ -368,7 +381,7 @@ def _check_tensors(path: Path, header: ModelHeader) -> None:
         if tensor.is_floating_point() and dtype not in FLOAT_DTYPES:
             raise CheckpointError(f"{shown}: {name} holds {dtype} values where karyo needs "
                                   "floating-point weights (a quantised model?)")
-        if not tensor.is_floating_point() and TORCH_DTYPES.get(dtype) != tensor.dtype:
+        if not tensor.is_floating_point() and INTEGER_DTYPES.get(dtype) != str(tensor.dtype):
             raise CheckpointError(f"{shown}: {name} holds {dtype} values, not {tensor.dtype}")
 
 
@@ -378,6 +391,8 @@ def _verified_state(path: str | os.PathLike) -> tuple[ModelHeader, dict[str, tor
     path = Path(path)
     shown = path.name
     _check_tensors(path, header)
+    from safetensors.torch import load_file
+
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,18 +15,9 @@ from trainer.checkpoint import CLASS_NAMES
 from trainer.config import SECOND_LOOK_MARGIN
 from trainer.data import CropSet
 from trainer.devices import autocast
+from trainer.looking import Predictions, with_second_look
 from trainer.model import ChromosomeNet
 from trainer.preprocessing import Preprocessing
-
-
-@dataclass
-class Predictions:
-    probabilities: np.ndarray  # (n, 24)
-    embeddings: np.ndarray  # (n, D)
-    seconds: float  # model time only (no loading)
-    # (n,) probability that each crop stands upside down (p-arm at the bottom), from the
-    # first look; None when the model has no orientation head
-    upside_down: np.ndarray | None = None
 
 
 @torch.inference_mode()
@@ -50,14 +40,10 @@ def predict(
     was_training = net.training
     net.eval()
     started = time.perf_counter()
-    probabilities, embeddings, upside_down = _look(net, canvases, preprocessing, device, batch_size)
-    if second_look > 0 and len(probabilities):
-        ranked = np.sort(probabilities, axis=1)
-        unsure = np.flatnonzero(ranked[:, -1] - ranked[:, -2] < second_look)
-        if len(unsure):
-            flipped = np.ascontiguousarray(canvases[unsure, ::-1, :])
-            again, _, _ = _look(net, flipped, preprocessing, device, batch_size)
-            probabilities[unsure] = (probabilities[unsure] + again) / 2
+    probabilities, embeddings, upside_down = with_second_look(
+        lambda pictures: _look(net, pictures, preprocessing, device, batch_size),
+        canvases, second_look,
+    )  # fmt: skip
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started

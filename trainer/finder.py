@@ -34,6 +34,7 @@ from karyo_gui import __version__
 from karyo_gui.core.metaphase import downscaled, estimate_chromosome_width, flatten_background
 from karyo_gui.core.privacy import without_private_paths
 from trainer.checkpoint import header_fields, header_text, weights_id, write_model_file
+from trainer.finder_cli import FinderError
 from trainer.model import known_architecture
 
 FORMAT = "karyo-finder"
@@ -46,10 +47,6 @@ MAX_PARAMETERS = 60_000_000
 
 SHIPPED_FINDER = Path(__file__).resolve().parents[1] / "resources" / "karyo-finder.safetensors"
 FINDER_ENV = "KARYO_FINDER"
-
-
-class FinderError(Exception):
-    """A finder model file that cannot be used; the message names the file and the reason."""
 
 
 @dataclass

@@ -7,6 +7,11 @@ import argparse
 import math
 
 
+class FinderError(Exception):
+    """A finder model file that cannot be used; the message names the file and the reason.
+    (Here, not in ``trainer.finder``, so that catching it needs no torch.)"""
+
+
 def add_finder_parser(commands) -> argparse.ArgumentParser:
     parser = commands.add_parser("train-finder", help="train the chromosome finder")
     parser.add_argument("--data", required=True, help="folder with images/ and annotations/")
@@ -35,6 +40,11 @@ def add_finder_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument(
         "--val-limit", type=int, default=0, help="judge each epoch on the first N val metaphases"
     )
+    parser.add_argument(
+        "--box-loss", type=float, default=0.0,
+        help="weight of a GIoU term on the boxes the cells near each centre predict (0: off, "
+        "as the shipped finder was trained)",
+    )  # fmt: skip
     parser.add_argument("--name", default="karyo-finder")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument(
@@ -72,6 +82,10 @@ def check_finder_args(args: argparse.Namespace) -> str | None:
         (
             math.isfinite(args.weight_decay) and args.weight_decay >= 0,
             f"--weight-decay {args.weight_decay} must be >= 0",
+        ),
+        (
+            math.isfinite(args.box_loss) and 0 <= args.box_loss <= 100,
+            f"--box-loss {args.box_loss} must lie in 0..100",
         ),
         (2 <= args.input_width <= 64, f"--input-width {args.input_width} must lie in 2..64"),
         (8 <= args.channels <= 512, f"--channels {args.channels} must lie in 8..512"),

@@ -8,7 +8,10 @@ turns, mirrors, scale jitter, contrast, blur and noise: boxes stay exact under a
 and learns, at stride 4: a Gaussian peak at every chromosome's box centre (penalty-reduced
 focal loss), the box size (log scale) and the centre's sub-cell offset at the peak (L1),
 and the chromosome pixels (dark pixels inside the boxes; nuclei and debris outside every
-box are background) with binary cross-entropy. Each epoch the finder is judged on the
+box are background) with binary cross-entropy. ``--box-loss W`` adds, with weight W, the
+GIoU of the box that every cell near a centre predicts (its offset to the centre and the
+size there; TTFNet's idea): a peak found a cell off still gives the whole chromosome, and
+boxes are trained on the measure that judges them. Each epoch the finder is judged on the
 validation metaphases (one-to-one box matches at IoU 0.5) and the best F1 is kept;
 ``state.pt`` lets ``--resume`` continue after Ctrl+C or a kill.
 """
@@ -28,6 +31,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.ops import generalized_box_iou_loss
 
 from karyo_gui.core.annotations import AnnotatedMetaphase, AnnotationError, load_annotated_folder
 from karyo_gui.core.metaphase import (
@@ -49,6 +53,8 @@ from trainer.finder import (
     save_finder,
 )
 from trainer.finder_cli import check_finder_args
+
+BOX_NEAR = 0.3  # cells whose centre Gaussian reaches this learn the chromosome's box (GIoU)
 
 
 @dataclass
@@ -116,12 +122,15 @@ def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> fl
 
 
 def targets(boxes: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Heatmap, size, offset and their mask at stride 4 for boxes in input pixels."""
+    """Heatmap, size, offset and their mask at stride 4 for boxes in input pixels; and for
+    the box term, each cell near a centre (Gaussian >= ``BOX_NEAR``) with the box of the
+    chromosome whose Gaussian is highest there and that Gaussian as the cell's weight."""
     height, width = shape[0] // STRIDE, shape[1] // STRIDE
     heat = np.zeros((height, width), np.float32)
     size = np.zeros((2, height, width), np.float32)
     offset = np.zeros((2, height, width), np.float32)
     where = np.zeros((height, width), np.float32)
+    box = np.zeros((4, height, width), np.float32)
     ys, xs = np.mgrid[0:height, 0:width]
     for x0, y0, x1, y1 in boxes / STRIDE:
         w, h = x1 - x0, y1 - y0
@@ -132,11 +141,18 @@ def targets(boxes: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
         if not (0 <= ix < width and 0 <= iy < height):
             continue
         sigma = max(0.7, (2 * max(0.0, gaussian_radius(h, w)) + 1) / 6)
-        np.maximum(heat, np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2)), out=heat)
+        gaussian = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2))
+        owned = (gaussian >= BOX_NEAR) & (gaussian > heat)
+        box[:, owned] = np.array([x0, y0, x1, y1], np.float32)[:, None]
+        np.maximum(heat, gaussian, out=heat)
         size[:, iy, ix] = (math.log(w), math.log(h))
         offset[:, iy, ix] = (cx - ix, cy - iy)
         where[iy, ix] = 1.0
-    return {"heatmap": heat, "size": size, "offset": offset, "where": where}
+    near = np.where(box[2] > box[0], heat, 0.0).astype(np.float32)
+    return {
+        "heatmap": heat, "size": size, "offset": offset, "where": where,
+        "box": box, "box_weight": near,
+    }  # fmt: skip
 
 
 def augmented(
@@ -198,8 +214,23 @@ def focal_heatmap_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return -(pos.sum() + neg.sum()) / count
 
 
+def predicted_boxes(output: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, 4, H, W): the box each stride-4 cell predicts (x0, y0, x1, y1 in cells), as
+    ``trainer.finder.decode`` reads it at a peak."""
+    height, width = output["size"].shape[-2:]
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=output["size"].device, dtype=output["size"].dtype),
+        torch.arange(width, device=output["size"].device, dtype=output["size"].dtype),
+        indexing="ij",
+    )
+    cx, cy = xs + output["offset"][:, 0], ys + output["offset"][:, 1]
+    size = output["size"].clamp(-2, 7).exp()
+    w, h = size[:, 0], size[:, 1]
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+
+
 def losses(
-    output: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    output: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], box_weight: float = 0.0
 ) -> dict[str, torch.Tensor]:
     where = batch["where"][:, None]
     count = where.sum().clamp(min=1)
@@ -210,35 +241,38 @@ def losses(
         output["foreground"], batch["foreground"][:, None]
     )
     total = heat + size + offset + foreground
-    return {
-        "loss": total,
-        "heatmap": heat,
-        "size": size,
-        "offset": offset,
-        "foreground": foreground,
-    }
+    terms = {"heatmap": heat, "size": size, "offset": offset, "foreground": foreground}
+    if box_weight > 0 and "box" in batch:
+        # GIoU of the box every cell near a centre predicts (TTFNet): a peak one cell off
+        # the centre still gives the whole chromosome, and the box is judged as IoU judges it
+        weight = batch["box_weight"]
+        chosen = weight > 0
+        if bool(chosen.any()):
+            predicted = predicted_boxes(output).permute(0, 2, 3, 1)[chosen]
+            truth = batch["box"].permute(0, 2, 3, 1)[chosen]
+            giou = generalized_box_iou_loss(predicted, truth, reduction="none")
+            terms["box"] = (giou * weight[chosen]).sum() / weight[chosen].sum()
+        else:
+            terms["box"] = total.new_zeros(())
+        total = total + box_weight * terms["box"]
+    return {"loss": total, **terms}
 
 
 def make_batch(
     samples: list[Sample], crop: int, input_width: float, rng: np.random.Generator
 ) -> dict[str, torch.Tensor]:
-    pictures, heats, sizes, offsets, wheres, fgs = [], [], [], [], [], []
+    pictures, fgs, parts = [], [], {}
     for sample in samples:
         picture, boxes, fg = augmented(sample, crop, input_width, rng)
         target = targets(boxes, picture.shape)
         pictures.append(picture)
-        heats.append(target["heatmap"])
-        sizes.append(target["size"])
-        offsets.append(target["offset"])
-        wheres.append(target["where"])
+        for key, value in target.items():
+            parts.setdefault(key, []).append(value)
         small = cv2.resize(fg, (crop // STRIDE, crop // STRIDE), interpolation=cv2.INTER_AREA)
         fgs.append(small)
     return {
         "image": torch.from_numpy(np.stack(pictures))[:, None],
-        "heatmap": torch.from_numpy(np.stack(heats)),
-        "size": torch.from_numpy(np.stack(sizes)),
-        "offset": torch.from_numpy(np.stack(offsets)),
-        "where": torch.from_numpy(np.stack(wheres)),
+        **{key: torch.from_numpy(np.stack(values)) for key, values in parts.items()},
         "foreground": torch.from_numpy(np.stack(fgs)),
     }
 
@@ -412,7 +446,7 @@ def train_finder(args: argparse.Namespace) -> int:
                     for k, v in make_batch(chosen, args.crop, args.input_width, rng).items()
                 }
                 output = net(batch["image"])
-                terms = losses(output, batch)
+                terms = losses(output, batch, args.box_loss)
                 if not torch.isfinite(terms["loss"]):
                     print(
                         f"train-finder: training diverged at epoch {epoch + 1} step {step + 1}",

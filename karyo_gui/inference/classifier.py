@@ -33,11 +33,14 @@ from karyo_gui.core.case import Cell
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.orientation import apply_orientation_guess
 from trainer.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_header
-from trainer.devices import pick_device
-from trainer.evaluation import predict
+from trainer.config import SECOND_LOOK_MARGIN
+from trainer.devices import pick_device, surely_cpu
+from trainer.looking import Predictions, with_second_look
 from trainer.preprocessing import cell_scale, placed_crop, prepare_cell, prepare_crops
 
 if TYPE_CHECKING:
+    import torch
+
     from karyo_gui.inference.attention import AttentionMap
     from trainer.model import ChromosomeNet
 
@@ -84,22 +87,27 @@ class Classifier:
         doubt: float = TYPE_DOUBT,
         quick_start: bool = False,
     ) -> None:
-        """``quick_start``: on the CPU, run a cached trace of this model file's network when
-        there is a valid one (``inference.quick_start``: no timm import, the same numbers);
-        the network itself is built when something needs its layers (:attr:`full_net`)."""
+        """``quick_start``: on the CPU, run a cached ONNX copy of this model file's network
+        when there is a valid one (``inference.quick_start``: no torch import, the same
+        numbers); the network itself is built when something needs its layers
+        (:attr:`full_net`)."""
         self.path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-        self.device = pick_device(device)
+        self._device: torch.device | None = None
         self._full_net = None
-        self._traced = None
-        self._trace_cached: bool | None = None  # a valid trace is cached; None: not looked
-        if quick_start and self.device.type == "cpu":
-            from karyo_gui.inference.quick_start import load_traced
+        self._quick = None
+        self._quick_cached: bool | None = None  # a valid copy is cached; None: not looked
+        if not (quick_start and surely_cpu(device)):  # a GPU may be there: torch says
+            self._device = pick_device(device)
+        if quick_start and (self._device is None or self._device.type == "cpu"):
+            from karyo_gui.inference.quick_start import load_quick
 
             self.header = read_header(self.path)
-            self._traced = load_traced(self.path, self.header)
-            self._trace_cached = self._traced is not None
-        if self._traced is None:
-            self._full_net, self.header = load_checkpoint(self.path, self.device)
+            self._quick = load_quick(self.path, self.header)
+            self._quick_cached = self._quick is not None
+        if self._quick is None:
+            if self._device is None:
+                self._device = pick_device(device)
+            self._full_net, self.header = load_checkpoint(self.path, self._device)
         self.preprocessing = self.header.input_preprocessing
         self.prior = prior or KaryotypePrior()
         self.doubt = doubt  # flag a type wrong with a probability above this
@@ -112,14 +120,27 @@ class Classifier:
         return self.header.model_id
 
     @property
+    def device(self) -> torch.device:
+        """Where the network runs (after a quick start: the CPU; asking imports torch)."""
+        if self._device is None:
+            self._device = pick_device("cpu")
+        return self._device
+
+    @property
+    def device_name(self) -> str:
+        """Where the network runs, in words, without importing torch."""
+        return "cpu" if self._device is None else str(self._device)
+
+    @property
     def net(self):
-        """The network that classifies: the model file's own once built, else its trace."""
-        return self._full_net if self._full_net is not None else self._traced
+        """The network that classifies: the model file's own once built, else its quick
+        copy (``inference.quick_start.QuickNet``)."""
+        return self._full_net if self._full_net is not None else self._quick
 
     @property
     def quick_started(self) -> bool:
-        """Whether this classifier started from a cached trace (and has not built the
-        network yet)."""
+        """Whether this classifier started from a cached copy of its network (and has not
+        built the network yet)."""
         return self._full_net is None
 
     @property
@@ -133,22 +154,22 @@ class Classifier:
                     f"{self.path.name}: the model file changed while karyo was running "
                     f"(model id {header.model_id}, was {self.header.model_id}); open it again"
                 )
-            self._full_net, self._traced = net, None
+            self._full_net, self._quick = net, None
         return self._full_net
 
     def save_quick_start(self) -> Path | None:
-        """Cache a trace of the network for the next quick start (CPU only); the path, or
+        """Cache a copy of the network for the next quick start (CPU only); the path, or
         None when there is nothing to write or it could not be written."""
         if self._full_net is None or self.device.type != "cpu":
             return None
-        from karyo_gui.inference.quick_start import load_traced, save_traced
+        from karyo_gui.inference.quick_start import load_quick, save_quick
 
-        if self._trace_cached is None:  # not looked for at the start
-            self._trace_cached = load_traced(self.path, self.header) is not None
-        if self._trace_cached:
+        if self._quick_cached is None:  # not looked for at the start
+            self._quick_cached = load_quick(self.path, self.header) is not None
+        if self._quick_cached:
             return None  # a valid one is there
-        written = save_traced(self._full_net, self.header, self.path)
-        self._trace_cached = written is not None
+        written = save_quick(self._full_net, self.header, self.path)
+        self._quick_cached = written is not None
         return written
 
     @property
@@ -193,11 +214,26 @@ class Classifier:
             return CellPrediction([], np.zeros((0, len(ChromosomeType.types())), np.float32))
         # the cell's common scale comes from all its crops, as in training
         canvases = prepare_cell([cell.chromosomes[k].image for k in pictured], self.preprocessing)
-        predictions = predict(self.net, canvases, self.preprocessing, self.device)
+        predictions = self._predict(canvases)
         return CellPrediction(
             pictured, calibrated(predictions.probabilities, self.temperature),
             predictions.upside_down, predictions.embeddings,
         )
+
+    def _predict(self, canvases: np.ndarray) -> Predictions:
+        """What the network reads from prepared canvases, with the second look at the
+        unsure ones (``trainer.evaluation.predict``), by the quick copy until the network
+        is built."""
+        if self._full_net is None and self._quick is not None:
+            started = time.perf_counter()
+            probabilities, embeddings, upside_down = with_second_look(
+                self._quick.look, canvases, SECOND_LOOK_MARGIN
+            )
+            return Predictions(probabilities, embeddings, time.perf_counter() - started,
+                               upside_down)  # fmt: skip
+        from trainer.evaluation import predict
+
+        return predict(self.net, canvases, self.preprocessing, self.device)
 
     def classify_changed(self, cell: Cell) -> CellResult:
         """After an edit of a metaphase's chromosomes (split, join, add...): classify only the
@@ -212,7 +248,7 @@ class Classifier:
             canvases = prepare_crops(
                 [cell.chromosomes[k].image for k in fresh], self.preprocessing, scale
             )
-            predictions = predict(self.net, canvases, self.preprocessing, self.device)
+            predictions = self._predict(canvases)
             new_rows = dict(zip(fresh, calibrated(predictions.probabilities, self.temperature)))
             for k, embedding in zip(fresh, predictions.embeddings):
                 cell.chromosomes[k].embedding = embedding

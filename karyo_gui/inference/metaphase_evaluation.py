@@ -82,7 +82,7 @@ def evaluate_metaphases(
         finder_id=finder.model_id,
         model=classifier.description,
         model_id=classifier.model_id,
-        device=str(classifier.device),
+        device=classifier.device_name,
         problems=problems,
     )
     return metrics

@@ -1044,7 +1044,7 @@ class MainWindow(QMainWindow):
             self.settings.model_path = checkpoint
         self.model_problem = None
         self.model_label.setText(f"model {description}")
-        device = self.service.classifier.device
+        device = self.service.classifier.device_name
         self.model_label.setToolTip(f"running on {device}; Model > About the loaded model")
         self.statusBar().showMessage(
             f"Model {description} loaded in {self.service.load_seconds:.1f} s", 5000
@@ -1187,7 +1187,7 @@ class MainWindow(QMainWindow):
                 f"model id {header.model_id}, created {header.created}, "
                 f"karyo {header.karyo_version}",
                 f"file: {display_path(classifier.path)}",
-                f"running on: {classifier.device}",
+                f"running on: {classifier.device_name}",
             ]
             if header.parent:
                 lines.append(f"fine-tuned from: {header.parent}")

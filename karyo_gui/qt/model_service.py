@@ -118,7 +118,7 @@ class _Worker(QObject):
     def _settle(self) -> None:
         """Once, after the model's first answer, while the reviewer looks at it: a quick-
         started classifier builds its network (Grad-CAM needs the layers); one that built it
-        caches its trace, so that the next start is a quick one."""
+        caches its quick copy, so that the next start is a quick one."""
         if self.settled or self.classifier is None:
             return
         self.settled = True
