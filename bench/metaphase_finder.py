@@ -1,13 +1,16 @@
 """Whole metaphases, image in, assigned karyogram out: finder, classifier and assignment.
 
     python bench/metaphase_finder.py --data ../shared/data/cil24 --split test \
-        [--finder F] [--checkpoint M] [--device cpu|cuda] [--threads 2] [--json OUT]
+        [--finder F] [--checkpoint M] [--device cpu|cuda] [--threads 2] [--quick-start]
+        [--json OUT]
 
 Runs exactly what ``karyo evaluate --data DIR`` runs (the app's own pipeline) on one split
 of an annotated data set, prints the table of the metaphase keys (detection recall and
 precision, count exact, typed accuracy, karyotype exact, seconds per metaphase) for all
 metaphases and per difficulty (``difficult.txt``), and the classifier alone on crops cut
-from the annotated boxes. ``--threads 2`` times it as a 2-core CPU would.
+from the annotated boxes. ``--threads 2`` times it as a 2-core CPU would. ``--quick-start``
+runs both networks as the app does on a CPU, from their ONNX copies in the user's cache
+(``karyo_gui.inference.quick_start``; written first when there are none).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import torch
 
 from karyo_gui.cli import format_metaphase_metrics
@@ -35,10 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="classifier model file (default: the shipped one)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    parser.add_argument("--quick-start", action="store_true",
+                        help="run the networks' ONNX copies with OpenCV, as the app on a CPU")
     parser.add_argument("--json", help="also write the metrics here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     names_file = Path(args.data) / "splits" / f"{args.split}.txt"
     if not names_file.is_file():
         print(f"{names_file}: no such split list", file=sys.stderr)
@@ -46,8 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
     if args.limit:
         names = names[: args.limit]
-    finder = ChromosomeFinder(args.finder, args.device)
-    classifier = Classifier(args.checkpoint, args.device)
+    quick = args.quick_start
+    finder = ChromosomeFinder(args.finder, args.device, quick_start=quick)
+    classifier = Classifier(args.checkpoint, args.device, quick_start=quick)
+    if quick and not (finder.quick_started and classifier.quick_started):
+        finder.save_quick_start()
+        classifier.save_quick_start()
+        finder = ChromosomeFinder(args.finder, args.device, quick_start=True)
+        classifier = Classifier(args.checkpoint, args.device, quick_start=True)
+        if not (finder.quick_started and classifier.quick_started):
+            print("--quick-start: the ONNX copies could not be written or run here "
+                  "(is the onnx package installed?)", file=sys.stderr)
+            return 2
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
@@ -57,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate_metaphases(args.data, names, finder, classifier, progress)
     print(f"{args.split} split of {args.data}, finder {finder.description}, "
           f"classifier {classifier.description}, on {metrics['device']} "
-          f"({torch.get_num_threads()} threads)")  # fmt: skip
+          f"({torch.get_num_threads()} threads"
+          f"{', ONNX copies run by OpenCV' if quick else ''})")  # fmt: skip
     print(format_metaphase_metrics(metrics))
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=1), encoding="utf-8")

@@ -212,3 +212,67 @@ def test_karyo_classify_writes_the_copy_and_then_runs_without_torch(cache, model
     assert [c["assigned"] for c in second] == [c["assigned"] for c in first]
     assert np.allclose([c["top"][0]["probability"] for c in second],
                        [c["top"][0]["probability"] for c in first], atol=1e-3)  # fmt: skip
+
+
+def _boxes(finder) -> np.ndarray:
+    from karyo_gui.core.synthetic import generate_metaphase
+
+    found = finder.find(generate_metaphase("46,XY", seed=21).image()).found
+    return np.array([item.box for item in found])
+
+
+def test_the_finder_starts_from_its_copy_and_finds_the_same_boxes(cache):
+    from karyo_gui.inference.finder import ChromosomeFinder
+
+    built = ChromosomeFinder(device="cpu", quick_start=True)
+    assert not built.quick_started  # nothing cached yet
+    expected = _boxes(built)
+    written = built.save_quick_start()
+    assert written is not None and written.name.startswith("finder-")
+    assert built.save_quick_start() is None  # a valid copy is there already
+    quick = ChromosomeFinder(device="cpu", quick_start=True)
+    assert quick.quick_started and quick.model_id == built.model_id
+    got = _boxes(quick)
+    assert got.shape == expected.shape and np.allclose(got, expected, atol=0.05)
+    # a damaged copy is not used: the network is built again, with the same boxes
+    data = bytearray(written.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = os.urandom(64)
+    written.write_bytes(bytes(data))
+    again = ChromosomeFinder(device="cpu", quick_start=True)
+    assert not again.quick_started
+    assert np.allclose(_boxes(again), expected, atol=0.05)
+
+
+def test_karyo_classify_finds_a_metaphase_without_torch_once_the_copies_are_cached(
+    cache, model, tmp_path
+):
+    from karyo_gui.core.synthetic import generate_metaphase
+
+    image = tmp_path / "spread.png"
+    image.write_bytes(generate_metaphase("46,XX", seed=22).png_bytes())
+    code = (
+        "import json, sys\n"
+        "from karyo_gui.cli import main\n"
+        f"rc = main(['classify', {str(image)!r}, '--json', sys.argv[1], '--checkpoint', "
+        f"{str(model)!r}])\n"
+        "print('RESULT', rc, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "CUDA_VISIBLE_DEVICES": "-1"}
+    runs = []
+    for name in ("first.json", "second.json"):
+        out = tmp_path / name
+        done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
+                              text=True, env=env, cwd=ROOT, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        runs.append((done.stdout.split("RESULT")[-1].split(), json.loads(out.read_text())))
+    copies = {p.name.split("-")[0] for p in (cache / "karyo" / "quick-start").glob("*.onnx")}
+    assert copies == {"finder", read_header(model).model_id}  # the finder's and the model's
+    assert runs[0][0] == ["0", "True"]
+    assert runs[1][0] == ["0", "False"]  # found and classified from the copies
+    first, second = (run[1]["cells"][0]["chromosomes"] for run in runs)
+    assert len(first) == len(second) >= 40
+    assert [c["assigned"] for c in second] == [c["assigned"] for c in first]
+    def boxes(chromosomes):
+        return [[c["box"][k] for k in ("x", "y", "width", "height")] for c in chromosomes]
+
+    assert np.allclose(boxes(second), boxes(first), atol=0.05)

@@ -7,11 +7,6 @@ import argparse
 import math
 
 
-class FinderError(Exception):
-    """A finder model file that cannot be used; the message names the file and the reason.
-    (Here, not in ``trainer.finder``, so that catching it needs no torch.)"""
-
-
 def add_finder_parser(commands) -> argparse.ArgumentParser:
     parser = commands.add_parser("train-finder", help="train the chromosome finder")
     parser.add_argument("--data", required=True, help="folder with images/ and annotations/")

@@ -50,6 +50,7 @@ from trainer.finder import (
     decode,
     finder_input,
     load_finder,
+    numpy_outputs,
     save_finder,
 )
 from trainer.finder_cli import check_finder_args
@@ -287,10 +288,11 @@ def validate(
 ) -> dict:
     """Detection recall, precision, F1 and exact counts on whole metaphases, per threshold."""
     net.eval()
+    forward = numpy_outputs(net, device)
     found_by_threshold = {t: [] for t in thresholds}
     for sample in samples:
         prepared = finder_input(sample.grey, input_width, sample.width)
-        output = net(torch.from_numpy(prepared.tensor)[None, None].to(device))
+        output = forward(prepared.tensor[None, None])
         boxes = np.array(decode(output, min(thresholds))[0], np.float32).reshape(-1, 5)
         boxes[:, :4] /= prepared.scale
         for t in thresholds:

@@ -1,6 +1,7 @@
 """Finding the chromosomes of a whole metaphase image (torch, no Qt).
 
     finder = ChromosomeFinder()              # the shipped finder, on CUDA, MPS or the CPU
+    finder = ChromosomeFinder(quick_start=True)  # on the CPU from its cached ONNX copy
     found = finder.find(metaphase)           # [FoundChromosome(region, score, flags), ...]
     finder.find_cell(cell)                   # the cell's chromosomes, cut from its metaphase
 
@@ -34,8 +35,8 @@ from karyo_gui.core.metaphase import (
     has_dark_objects,
     regions_for_boxes,
 )
-from trainer.devices import pick_device
-from trainer.finder import STRIDE, detect, load_finder
+from trainer.devices import pick_device, surely_cpu
+from trainer.finder_file import STRIDE, default_finder, detect_with, read_finder_header
 
 DUPLICATE_IOU = 0.7  # two boxes this alike are one chromosome found twice
 SMALLEST_AREA = 0.12  # regions below this fraction of the median area are specks
@@ -63,10 +64,52 @@ class FindResult:
 class ChromosomeFinder:
     """A chromosome-finder model file loaded for whole metaphase images."""
 
-    def __init__(self, checkpoint: str | os.PathLike | None = None, device: str = "auto") -> None:
-        self.device = pick_device(device)
-        self.net, self.header = load_finder(checkpoint, self.device)
-        self.path = Path(checkpoint) if checkpoint is not None else None
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        device: str = "auto",
+        quick_start: bool = False,
+    ) -> None:
+        """``quick_start``: on the CPU, run a cached ONNX copy of the finder's network when
+        there is a valid one (``inference.quick_start``: no torch import, the same boxes);
+        :meth:`save_quick_start` writes one after a start that built the network."""
+        self.path = Path(checkpoint) if checkpoint is not None else default_finder()
+        self.device = None if quick_start and surely_cpu(device) else pick_device(device)
+        self.net = self._quick = None
+        if quick_start and (self.device is None or self.device.type == "cpu"):
+            from karyo_gui.inference.quick_start import load_quick_finder
+
+            self.header = read_finder_header(self.path)
+            self._quick = load_quick_finder(self.path, self.header)
+        if self._quick is None:
+            from trainer.finder import load_finder
+
+            self.device = self.device or pick_device("cpu")
+            self.net, self.header = load_finder(self.path, self.device)
+
+    @property
+    def quick_started(self) -> bool:
+        """Whether this finder runs the cached ONNX copy of its network."""
+        return self._quick is not None
+
+    def save_quick_start(self) -> Path | None:
+        """Cache an ONNX copy of the network for the next quick start (CPU only); the path,
+        or None when there was nothing to write or it could not be written."""
+        if self.net is None or self.device.type != "cpu":
+            return None
+        from karyo_gui.inference.quick_start import load_quick_finder, save_quick_finder
+
+        if load_quick_finder(self.path, self.header) is not None:
+            return None  # a valid one is there
+        return save_quick_finder(self.net, self.header, self.path)
+
+    def _forward(self):
+        """The network as ``detect_with`` runs it: the quick copy, or the torch network."""
+        if self._quick is not None:
+            return self._quick.outputs
+        from trainer.finder import numpy_outputs
+
+        return numpy_outputs(self.net, self.device)
 
     @property
     def model_id(self) -> str:
@@ -82,8 +125,8 @@ class ChromosomeFinder:
         grey = metaphase.pixels
         if not has_dark_objects(grey):  # a blank frame: nothing to search
             return FindResult([], TYPICAL_WIDTH, time.perf_counter() - started)
-        detections, chromosome_probability, prepared = detect(
-            self.net, grey, self.header, self.device, threshold
+        detections, chromosome_probability, prepared = detect_with(
+            self._forward(), grey, self.header, threshold
         )
         limit = self.header.score_threshold if threshold is None else threshold
         detections = [d for d in detections if d.score >= limit]

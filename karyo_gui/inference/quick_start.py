@@ -1,9 +1,11 @@
-"""A quick start for the classifier: an ONNX copy of its network in the user's cache, run
-by OpenCV's DNN module, so that classifying a cell needs no torch.
+"""A quick start for the classifier and the chromosome finder: ONNX copies of their
+networks in the user's cache, run by OpenCV's DNN module, so that classifying a cell or
+finding the chromosomes of a metaphase needs no torch.
 
     net = load_quick(path, header)       # None unless a valid copy of this file is cached
     net.look(canvases)                   # probabilities, embeddings, upside-down (numpy)
     save_quick(net, header, path)        # after a start that built the network (CPU only)
+    finder = load_quick_finder(path, header); finder.outputs(x)   # and save_quick_finder
 
 On a 2-core CPU importing torch takes 1.7-2.8 s and building the network with timm as
 long again: most of the time from ``karyo gui CELL`` to a classified karyogram. OpenCV is
@@ -41,14 +43,17 @@ import platformdirs
 from trainer.checkpoint import ModelHeader
 
 if TYPE_CHECKING:
+    from trainer.finder import FinderNet
+    from trainer.finder_file import FinderHeader
     from trainer.model import ChromosomeNet
 
 APP = "karyo"
-FORMAT = 2  # 2: ONNX run by OpenCV (1 was a TorchScript trace)
+FORMAT = 2  # 2: ONNX run by OpenCV (1 was a TorchScript trace of the classifier)
 OPSET = 17
-KEEP = 3  # copies kept in the cache (older model ids are removed when a new one is written)
+KEEP = 3  # copies of each kind kept (older model ids are removed when a new one is written)
 TOLERANCE = 1e-3  # largest difference from the network's own outputs on the probe
 OUTPUTS = ("embedding", "logits", "upside_down")
+FINDER_OUTPUTS = ("heatmap", "size", "offset", "foreground")
 
 
 def cache_folder() -> Path:
@@ -57,6 +62,10 @@ def cache_folder() -> Path:
 
 def quick_path(header: ModelHeader) -> Path:
     return cache_folder() / f"{header.model_id}-f{FORMAT}.onnx"
+
+
+def quick_finder_path(header: FinderHeader) -> Path:
+    return cache_folder() / f"finder-{header.model_id}-f{FORMAT}.onnx"
 
 
 def facts_path(copy: Path) -> Path:
@@ -81,6 +90,15 @@ def probe(header: ModelHeader) -> np.ndarray:
     return np.stack([first, rows + 0 * cols])[:, None].astype(np.float32)
 
 
+def finder_probe() -> np.ndarray:
+    """A fixed finder input (1, 1, 96, 128): dark bars of chromosome width on nothing, one
+    of them crossing another (the finder's input is darkness, 0 background)."""
+    picture = np.zeros((96, 128), np.float32)
+    for (x0, y0), (x1, y1) in (((20, 15), (30, 80)), ((60, 20), (100, 70)), ((95, 15), (70, 85))):
+        cv2.line(picture, (x0, y0), (x1, y1), 0.8, thickness=10)
+    return picture[None, None]
+
+
 class QuickNet:
     """The ONNX copy of a classifier network, run by OpenCV on the CPU."""
 
@@ -92,9 +110,7 @@ class QuickNet:
     def outputs(self, x: np.ndarray) -> list[np.ndarray]:
         """The network's raw outputs (embedding, logits[, upside-down logit]) for model
         input x (n, 1, h, w)."""
-        names = list(OUTPUTS if self.has_orientation else OUTPUTS[:2])
-        self.net.setInput(np.ascontiguousarray(x, dtype=np.float32))
-        return [np.asarray(o, np.float32) for o in self.net.forward(names)]
+        return _run(self.net, x, OUTPUTS if self.has_orientation else OUTPUTS[:2])
 
     def look(self, canvases: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """One look at prepared uint8 canvases (n, h, w), as ``trainer.evaluation`` takes one
@@ -113,103 +129,163 @@ class QuickNet:
         return probabilities.astype(np.float32), outputs[0], upside_down
 
 
+class QuickFinder:
+    """The ONNX copy of a finder network, run by OpenCV on the CPU: what
+    ``trainer.finder_file.detect_with`` runs (numpy in, numpy out)."""
+
+    def __init__(self, net: cv2.dnn.Net) -> None:
+        self.net = net
+
+    def outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(FINDER_OUTPUTS, _run(self.net, x, FINDER_OUTPUTS)))
+
+
+def _run(net: cv2.dnn.Net, x: np.ndarray, names) -> list[np.ndarray]:
+    net.setInput(np.ascontiguousarray(x, dtype=np.float32))
+    return [np.asarray(o, np.float32) for o in net.forward(list(names))]
+
+
 def load_quick(model_path: str | os.PathLike, header: ModelHeader) -> QuickNet | None:
     """The cached copy of this model file's network, checked; None when there is none to
     trust. Never raises."""
-    path = quick_path(header)
+    opened = _open_copy(quick_path(header), header.model_id, model_path)
+    if opened is None:
+        return None
+    net, facts = opened
+    try:
+        quick = QuickNet(net, header, bool(facts["orientation"]))
+        return quick if _same(quick.outputs(probe(header)), facts["probe"]) else None
+    except Exception:  # an OpenCV that cannot run it: not used
+        return None
+
+
+def load_quick_finder(
+    model_path: str | os.PathLike, header: FinderHeader
+) -> QuickFinder | None:
+    """The cached copy of this finder file's network, checked; None when there is none to
+    trust. Never raises."""
+    opened = _open_copy(quick_finder_path(header), header.model_id, model_path)
+    if opened is None:
+        return None
+    try:
+        quick = QuickFinder(opened[0])
+        outputs = quick.outputs(finder_probe())
+        return quick if _same([outputs[k] for k in FINDER_OUTPUTS], opened[1]["probe"]) else None
+    except Exception:
+        return None
+
+
+def _open_copy(path: Path, model_id: str, model_path: str | os.PathLike):
+    """(OpenCV's net, the facts written beside it) of a cached copy that is byte for byte
+    the one written from this very model file; None otherwise."""
     try:
         if not path.is_file() or not facts_path(path).is_file():
             return None
         facts = json.loads(facts_path(path).read_text(encoding="utf-8"))
         if (
             facts.get("format") != FORMAT
-            or facts.get("model_id") != header.model_id
+            or facts.get("model_id") != model_id
             or facts.get("copy_sha256") != file_digest(path)
             or facts.get("file_sha256") != file_digest(model_path)
         ):
             return None
-        net = QuickNet(cv2.dnn.readNetFromONNX(str(path)), header, bool(facts["orientation"]))
-        if not _same(net.outputs(probe(header)), facts["probe"]):
-            return None
-    except Exception:  # a damaged or foreign file, an OpenCV that cannot run it: not used
+        return cv2.dnn.readNetFromONNX(str(path)), facts
+    except Exception:  # a damaged or foreign file, an OpenCV that cannot read it: not used
         return None
-    return net
 
 
 def save_quick(
     net: ChromosomeNet, header: ModelHeader, model_path: str | os.PathLike
 ) -> Path | None:
-    """Write an ONNX copy of a network built from ``model_path`` (on the CPU, in evaluation
-    mode) into the cache, checked: OpenCV must give the network's own outputs back. The path
-    written, or None when it could not be (no ``onnx`` package, a read-only cache, a network
-    OpenCV cannot run). Never raises."""
+    """Write an ONNX copy of a classifier network built from ``model_path`` (on the CPU) into
+    the cache, checked: OpenCV must give the network's own outputs back. The path written,
+    or None when it could not be (no ``onnx`` package, a read-only cache, a network OpenCV
+    cannot run). Never raises."""
     try:
-        import torch
-
-        if next(net.parameters()).device.type != "cpu":
-            return None
         orientation = net.orientation is not None
-        example = probe(header)
-        was_training = net.training
-        net.eval()
-        try:
-            with torch.inference_mode():
-                output = net(torch.from_numpy(example))
-            expected = [output.embedding, output.logits]
-            if orientation:
-                expected.append(output.upside_down)
-            expected = [e.float().numpy() for e in expected]
-            path = quick_path(header)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
-            os.close(handle)
-            try:
-                with _quiet():
-                    torch.onnx.export(
-                        _tuple_out(net).eval(), (torch.from_numpy(example),), temporary,
-                        input_names=["image"], output_names=list(OUTPUTS[: len(expected)]),
-                        dynamic_axes={"image": {0: "n"}}, opset_version=OPSET, dynamo=False,
-                    )  # fmt: skip
-                copy = QuickNet(cv2.dnn.readNetFromONNX(temporary), header, orientation)
-                if not _same(copy.outputs(example), expected):
-                    return None
-                facts = {
-                    "format": FORMAT,
-                    "model_id": header.model_id,
-                    "copy_sha256": file_digest(temporary),
-                    "file_sha256": file_digest(model_path),
-                    "orientation": orientation,
-                    "probe": [e.tolist() for e in expected],
-                }
-                os.replace(temporary, path)
-                facts_path(path).write_text(json.dumps(facts), encoding="utf-8")
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
-        finally:
-            net.train(was_training)
-        _prune(path.parent, keep=path)
-        return path
+        names = OUTPUTS if orientation else OUTPUTS[:2]
+        return _write_copy(
+            net, probe(header), names, {"image": {0: "n"}}, quick_path(header), model_path,
+            header.model_id, {"orientation": orientation},
+            lambda output: [output.embedding, output.logits, output.upside_down][
+                : len(names)
+            ],
+        )  # fmt: skip
     except Exception:  # the quick start is a convenience: the app runs without it
         return None
 
 
-def _tuple_out(net: ChromosomeNet):
+def save_quick_finder(
+    net: FinderNet, header: FinderHeader, model_path: str | os.PathLike
+) -> Path | None:
+    """Write an ONNX copy of a finder network built from ``model_path`` (on the CPU) into
+    the cache, checked as :func:`save_quick` checks; the path, or None. Never raises."""
+    try:
+        return _write_copy(
+            net, finder_probe(), FINDER_OUTPUTS, {"image": {0: "n", 2: "height", 3: "width"}},
+            quick_finder_path(header), model_path, header.model_id, {},
+            lambda output: [output[k] for k in FINDER_OUTPUTS],
+        )  # fmt: skip
+    except Exception:
+        return None
+
+
+def _write_copy(net, example, names, axes, path, model_path, model_id, extra, unpack):
+    """Export ``net`` (its outputs made a list by ``unpack``) to ONNX at ``path``, atomically,
+    with the facts a start checks; None when OpenCV does not give the net's outputs back."""
+    import torch
+
+    if next(net.parameters()).device.type != "cpu":
+        return None
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.inference_mode():
+            expected = [t.float().numpy() for t in unpack(net(torch.from_numpy(example)))]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        os.close(handle)
+        try:
+            with _quiet():
+                torch.onnx.export(
+                    _listed(net, unpack).eval(), (torch.from_numpy(example),), temporary,
+                    input_names=["image"], output_names=list(names), dynamic_axes=axes,
+                    opset_version=OPSET, dynamo=False,
+                )  # fmt: skip
+            if not _same(_run(cv2.dnn.readNetFromONNX(temporary), example, names), expected):
+                return None
+            facts = {
+                "format": FORMAT,
+                "model_id": model_id,
+                "copy_sha256": file_digest(temporary),
+                "file_sha256": file_digest(model_path),
+                **extra,
+                "probe": [e.tolist() for e in expected],
+            }
+            os.replace(temporary, path)
+            facts_path(path).write_text(json.dumps(facts), encoding="utf-8")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+    finally:
+        net.train(was_training)
+    _prune(path.parent, keep=path)
+    return path
+
+
+def _listed(net, unpack):
     """The network with a plain tuple out (what the exporter takes)."""
     import torch
 
-    class TupleOut(torch.nn.Module):
+    class Listed(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.net = net
 
         def forward(self, x: torch.Tensor):
-            output = self.net(x)
-            if output.upside_down is None:
-                return output.embedding, output.logits
-            return output.embedding, output.logits, output.upside_down
+            return tuple(unpack(self.net(x)))
 
-    return TupleOut()
+    return Listed()
 
 
 @contextlib.contextmanager
@@ -234,12 +310,14 @@ def _same(got: list[np.ndarray], expected: list) -> bool:
 
 
 def _prune(folder: Path, keep: Path) -> None:
-    """Only the newest KEEP copies stay (one per model the user has run lately); traces of
-    the earlier quick start (``*.pt``) and parts left by a start killed while writing go."""
+    """Only the newest KEEP copies of each kind stay (one per model the user has run
+    lately); traces of the first quick start (``*.pt``) and parts left by a start killed
+    while writing go."""
+    finder = keep.name.startswith("finder-")
     copies = sorted(
-        (p for p in folder.glob("*.onnx") if p != keep), key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
+        (p for p in folder.glob("*.onnx") if p != keep and p.name.startswith("finder-") == finder),
+        key=lambda p: p.stat().st_mtime, reverse=True,
+    )  # fmt: skip
     for old in copies[KEEP - 1 :] + list(folder.glob("*.pt")):
         with contextlib.suppress(OSError):
             old.unlink()

@@ -48,7 +48,7 @@ def _default_finder() -> ChromosomeFinder:
     """The chromosome finder: $KARYO_FINDER, else the shipped one."""
     from karyo_gui.inference.finder import ChromosomeFinder
 
-    return ChromosomeFinder()
+    return ChromosomeFinder(quick_start=True)
 
 
 def _heap_trimmer():
@@ -165,7 +165,15 @@ class _Worker(QObject):
         else:
             message = ""
         self.found.emit(cell, found.chromosomes, found.finder_id, message)
+        if not getattr(self.finder, "quick_started", True):  # built its network: cache a
+            # copy for the next start, a moment later (the found cell is classified first)
+            QTimer.singleShot(SETTLE_DELAY_MS, self._save_finder_copy)
         _give_memory_back()
+
+    def _save_finder_copy(self) -> None:
+        if self.finder is not None:
+            with contextlib.suppress(Exception):  # a convenience: the next start builds it
+                self.finder.save_quick_start()
 
     @Slot(object, object)
     def classify_changed(self, cell: Cell, copy: Cell) -> None:
