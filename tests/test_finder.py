@@ -66,6 +66,12 @@ def test_train_finder_learns_from_annotated_metaphases_and_resumes(annotated, tm
     assert next(net.parameters()).dtype == torch.float32
     stored = {t.dtype for t in load_file(str(half)).values() if t.is_floating_point()}
     assert stored == {torch.float16}
+    # looking upside down too: the same weights, so another model id (other boxes)
+    three = tmp_path / "three.safetensors"
+    assert trainer_main(["export-finder", "--checkpoint", str(half), "--out", str(three),
+                         "--half", "--flip-test", "both"]) == 0  # fmt: skip
+    _, looks = load_finder(three)
+    assert looks.flip_test and looks.flip_vertical and looks.model_id != exported.model_id
 
     # --init trains a finder further from a model file's weights and architecture
     further = tmp_path / "further"
@@ -282,3 +288,36 @@ def test_the_classifier_trainer_takes_crops_cut_from_annotated_boxes(annotated):
     assert crops.summary()["n_cells"] == len(names)
     # the 21s of the 47,XX,+21 metaphase are there with their type
     assert crops.class_counts()[20] >= 2
+
+
+def test_the_extra_looks_are_turned_back_before_they_are_averaged():
+    from trainer.finder_file import detect_with
+
+    grey = np.full((200, 240), 230, np.uint8)
+    grey[40:120, 150:162] = 60  # one dark bar, away from every middle line
+    looked = []
+
+    def forward(x: np.ndarray) -> dict:
+        """A stand-in net: one broad peak at the dark bar's middle, boxes 4 x 20 cells."""
+        looked.append(x.copy())
+        small = x[:, :, ::4, ::4]
+        ys, xs = np.nonzero(small[0, 0] > 0.5)
+        rows, cols = np.mgrid[0 : small.shape[2], 0 : small.shape[3]]
+        heat = 4 - 0.05 * ((rows - ys.mean() - 0.3) ** 2 + (cols - xs.mean() - 0.3) ** 2)
+        size = np.log(np.stack([np.full(rows.shape, 4.0), np.full(rows.shape, 20.0)]))
+        return {"heatmap": heat[None, None], "size": size[None],
+                "offset": np.zeros((1, 2, *rows.shape)), "foreground": small}  # fmt: skip
+
+    one = detect_with(forward, grey, FinderHeader())[0]
+    assert len(looked) == 1 and len(one) == 1
+    three = detect_with(forward, grey, FinderHeader(flip_test=True, flip_vertical=True))[0]
+    assert len(looked) == 4
+    plain, mirrored, upside_down = looked[1:]
+    assert np.array_equal(mirrored, plain[..., ::-1])
+    assert np.array_equal(upside_down, plain[..., ::-1, :])
+    # the flipped looks' peaks land where the plain look's is (within a stride-4 cell)
+    assert len(three) == 1
+    cell = 4 * 12 / 10  # a cell of the net's input, in image pixels (width 12 -> 10 px)
+    assert np.allclose(three[0].box, one[0].box, atol=cell)
+    x0, y0, x1, y1 = three[0].box
+    assert 140 < (x0 + x1) / 2 < 172 and 60 < (y0 + y1) / 2 < 100  # on the bar

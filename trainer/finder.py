@@ -15,6 +15,7 @@ they are in ``trainer.finder_file`` (and named here too).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -130,6 +131,16 @@ def detect(
 # ---------------------------------------------------------------- the model file
 
 
+def finder_id(state: dict[str, torch.Tensor], header: FinderHeader) -> str:
+    """The finder's model id: its weights' (``trainer.checkpoint.weights_id``), and, when
+    it looks upside down too, that as well: the same weights then find other boxes, so the
+    file needs another name (files without it keep the ids they always had)."""
+    digest = weights_id(state)
+    if header.flip_vertical:
+        digest = hashlib.sha256(f"{digest}:flip_vertical".encode()).hexdigest()[:12]
+    return digest
+
+
 def save_finder(
     path: str | os.PathLike, net: FinderNet, header: FinderHeader, dtype: torch.dtype | None = None
 ) -> Path:
@@ -145,7 +156,7 @@ def save_finder(
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise FinderError(f"{path.name}: not written: non-finite weights in {name}")
-    header.model_id = weights_id(state)
+    header.model_id = finder_id(state, header)
     return write_model_file(path, state, header.to_json())
 
 
@@ -176,7 +187,7 @@ def load_finder(
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise FinderError(f"{shown}: damaged weights ({error})") from None
-    if weights_id(state) != header.model_id:
+    if finder_id(state, header) != header.model_id:
         raise FinderError(f"{shown}: weights changed since the file was written (id mismatch)")
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():

@@ -58,8 +58,9 @@ def add_export_finder_parser(commands) -> argparse.ArgumentParser:
     parser.add_argument("--name", help="new name for the header")
     parser.add_argument("--threshold", type=float, help="score above which a peak is a chromosome")
     parser.add_argument(
-        "--flip-test", choices=["on", "off"],
-        help="also look at each image mirrored and average the two (about twice the time)",
+        "--flip-test", choices=["on", "off", "both"],
+        help="also look at each image mirrored and average the looks (about twice the time); "
+        "both: mirrored and upside down (three looks)",
     )  # fmt: skip
     parser.add_argument(
         "--metrics", nargs="*", default=[], metavar="SPLIT=EVAL.json",

@@ -50,6 +50,7 @@ class FinderHeader:
     score_threshold: float = 0.3  # a peak above this is a chromosome
     review_threshold: float = 0.5  # a chromosome found below this is flagged for review
     flip_test: bool = False  # look at the image mirrored too and average (twice the time)
+    flip_vertical: bool = False  # and upside down too (three looks)
     name: str = ""
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -80,6 +81,7 @@ class FinderHeader:
             (_number_in(header.score_threshold, 0.0, 1.0), "score_threshold"),
             (_number_in(header.review_threshold, 0.0, 1.0), "review_threshold"),
             (isinstance(header.flip_test, bool), "flip_test"),
+            (isinstance(header.flip_vertical, bool), "flip_vertical"),
         )
         for ok, what in checks:
             if not ok:
@@ -173,11 +175,17 @@ def detect_with(
     prepared = finder_input(grey, header.input_width)
     tensor = prepared.tensor[None, None]
     output = forward(tensor)
-    if header.flip_test:
-        # and once mirrored: the two heatmaps (and sizes, which a mirror keeps) averaged
-        mirrored = forward(np.ascontiguousarray(tensor[..., ::-1]))
+    # and once mirrored (and once upside down): the heatmaps, and the sizes and chromosome
+    # pixels, which a flip keeps, averaged over the looks; the centre offsets are the first's
+    flips = [(slice(None), slice(None, None, -1))] if header.flip_test else []
+    if header.flip_vertical:
+        flips.append((slice(None, None, -1), slice(None)))
+    for rows, cols in flips:
+        flipped = forward(np.ascontiguousarray(tensor[..., rows, cols]))
         for key in ("heatmap", "size", "foreground"):
-            output[key] = (output[key] + mirrored[key][..., ::-1]) / 2
+            output[key] = output[key] + flipped[key][..., rows, cols]
+    for key in ("heatmap", "size", "foreground"):
+        output[key] = output[key] / (1 + len(flips))
     limit = header.score_threshold if threshold is None else threshold
     boxes = decode(output, min(limit, header.review_threshold))[0]
     height, width = grey.shape

@@ -542,7 +542,8 @@ def export_finder(args: argparse.Namespace, prog: str) -> int:
     if args.name:
         header.name = args.name
     if args.flip_test is not None:
-        header.flip_test = args.flip_test == "on"
+        header.flip_test = args.flip_test in ("on", "both")
+        header.flip_vertical = args.flip_test == "both"
     for item in args.metrics:
         split, _, path = item.partition("=")
         try:
