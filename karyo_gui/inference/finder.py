@@ -74,9 +74,9 @@ class ChromosomeFinder:
         there is a valid one (``inference.quick_start``: no torch import, the same boxes);
         :meth:`save_quick_start` writes one after a start that built the network."""
         self.path = Path(checkpoint) if checkpoint is not None else default_finder()
-        self.device = None if quick_start and surely_cpu(device) else pick_device(device)
+        self._device = None if quick_start and surely_cpu(device) else pick_device(device)
         self.net = self._quick = None
-        if quick_start and (self.device is None or self.device.type == "cpu"):
+        if quick_start and (self._device is None or self._device.type == "cpu"):
             from karyo_gui.inference.quick_start import load_quick_finder
 
             self.header = read_finder_header(self.path)
@@ -84,8 +84,14 @@ class ChromosomeFinder:
         if self._quick is None:
             from trainer.finder import load_finder
 
-            self.device = self.device or pick_device("cpu")
             self.net, self.header = load_finder(self.path, self.device)
+
+    @property
+    def device(self):
+        """Where the network runs: the CPU after a quick start (asking imports torch)."""
+        if self._device is None:
+            self._device = pick_device("cpu")
+        return self._device
 
     @property
     def quick_started(self) -> bool:
