@@ -1,4 +1,5 @@
-"""Finding the chromosomes of a whole metaphase image (torch, no Qt).
+"""Finding the chromosomes of a whole metaphase image (torch, or OpenCV running the finder's
+ONNX copy; no Qt).
 
     finder = ChromosomeFinder()              # the shipped finder, on CUDA, MPS or the CPU
     finder = ChromosomeFinder(quick_start=True)  # on the CPU from its cached ONNX copy
@@ -76,6 +77,7 @@ class ChromosomeFinder:
         self.path = Path(checkpoint) if checkpoint is not None else default_finder()
         self._device = None if quick_start and surely_cpu(device) else pick_device(device)
         self.net = self._quick = None
+        self._copy_looked_after = False  # save_quick_start ran (it writes at most once)
         if quick_start and (self._device is None or self._device.type == "cpu"):
             from karyo_gui.inference.quick_start import load_quick_finder
 
@@ -101,8 +103,9 @@ class ChromosomeFinder:
     def save_quick_start(self) -> Path | None:
         """Cache an ONNX copy of the network for the next quick start (CPU only); the path,
         or None when there was nothing to write or it could not be written."""
-        if self.net is None or self.device.type != "cpu":
+        if self.net is None or self.device.type != "cpu" or self._copy_looked_after:
             return None
+        self._copy_looked_after = True  # each metaphase may ask: checked and written once
         from karyo_gui.inference.quick_start import load_quick_finder, save_quick_finder
 
         if load_quick_finder(self.path, self.header) is not None:
