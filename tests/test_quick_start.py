@@ -184,31 +184,44 @@ def test_the_model_thread_writes_the_copy_after_its_first_answer(qtbot, cache, m
         service.shutdown()
 
 
-def test_karyo_classify_writes_the_copy_and_then_runs_without_torch(cache, model, tmp_path):
-    from karyo_gui.core.loaders import write_cell
-
-    cell = write_cell(generate_cell("46,XY", seed=2), tmp_path / "cell")
+def _classify_twice(source: Path, model: Path, cache: Path, tmp_path: Path, *options: str,
+                    after_first=None) -> list:
+    """``karyo classify SOURCE`` in two fresh processes sharing the cache: per run, its exit
+    status and whether torch was imported (as words), and its JSON document."""
     code = (
         "import json, sys\n"
         "from karyo_gui.cli import main\n"
-        f"rc = main(['classify', {str(cell)!r}, '--json', sys.argv[1], '--checkpoint', "
-        f"{str(model)!r}, '--device', 'cpu'])\n"
+        f"rc = main(['classify', {str(source)!r}, '--json', sys.argv[1], '--checkpoint', "
+        f"{str(model)!r}, *{list(options)!r}])\n"
         "print('RESULT', rc, 'torch' in sys.modules)\n"
     )
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "CUDA_VISIBLE_DEVICES": "-1"}
     runs = []
     for name in ("first.json", "second.json"):
         out = tmp_path / name
         done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
                               text=True, env=env, cwd=ROOT, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stderr
-        runs.append((done.stdout.split("RESULT")[-1].split(), out.read_text()))
-        if name == "first.json":  # the network was built, so the copy is written
-            assert list((cache / "karyo" / "quick-start").glob("*.onnx"))
+        runs.append((done.stdout.split("RESULT")[-1].split(), json.loads(out.read_text())))
+        if after_first is not None and name == "first.json":
+            after_first()
+    return runs
+
+
+def test_karyo_classify_writes_the_copy_and_then_runs_without_torch(cache, model, tmp_path):
+    from karyo_gui.core.loaders import write_cell
+
+    cell = write_cell(generate_cell("46,XY", seed=2), tmp_path / "cell")
+
+    def copy_written():  # the network was built, so the copy is written
+        assert list((cache / "karyo" / "quick-start").glob("*.onnx"))
+
+    runs = _classify_twice(cell, model, cache, tmp_path, "--device", "cpu",
+                           after_first=copy_written)  # fmt: skip
     assert runs[0][0] == ["0", "True"]
     assert runs[1][0] == ["0", "False"]  # the second run classified from the copy
 
-    first, second = (json.loads(text)["cells"][0]["chromosomes"] for _, text in runs)
+    first, second = (document["cells"][0]["chromosomes"] for _, document in runs)
     assert [c["assigned"] for c in second] == [c["assigned"] for c in first]
     assert np.allclose([c["top"][0]["probability"] for c in second],
                        [c["top"][0]["probability"] for c in first], atol=1e-3)  # fmt: skip
@@ -250,21 +263,7 @@ def test_karyo_classify_finds_a_metaphase_without_torch_once_the_copies_are_cach
 
     image = tmp_path / "spread.png"
     image.write_bytes(generate_metaphase("46,XX", seed=22).png_bytes())
-    code = (
-        "import json, sys\n"
-        "from karyo_gui.cli import main\n"
-        f"rc = main(['classify', {str(image)!r}, '--json', sys.argv[1], '--checkpoint', "
-        f"{str(model)!r}])\n"
-        "print('RESULT', rc, 'torch' in sys.modules)\n"
-    )
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "CUDA_VISIBLE_DEVICES": "-1"}
-    runs = []
-    for name in ("first.json", "second.json"):
-        out = tmp_path / name
-        done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
-                              text=True, env=env, cwd=ROOT, timeout=300)  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        runs.append((done.stdout.split("RESULT")[-1].split(), json.loads(out.read_text())))
+    runs = _classify_twice(image, model, cache, tmp_path)
     copies = {p.name.split("-")[0] for p in (cache / "karyo" / "quick-start").glob("*.onnx")}
     assert copies == {"finder", read_header(model).model_id}  # the finder's and the model's
     assert runs[0][0] == ["0", "True"]

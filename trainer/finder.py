@@ -29,12 +29,6 @@ from torch import nn
 from karyo_gui.core.privacy import without_private_paths
 from trainer.checkpoint import weights_id, write_model_file
 from trainer.finder_file import (  # noqa: F401  (named here for the finder's users)
-    FINDER_ENV,
-    FORMAT,
-    FORMAT_VERSION,
-    HEADER_KEY,
-    INPUT_WIDTH,
-    MAX_INPUT_SIDE,
     SHIPPED_FINDER,
     STRIDE,
     Detection,
