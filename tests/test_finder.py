@@ -321,3 +321,47 @@ def test_the_extra_looks_are_turned_back_before_they_are_averaged():
     assert np.allclose(three[0].box, one[0].box, atol=cell)
     x0, y0, x1, y1 = three[0].box
     assert 140 < (x0 + x1) / 2 < 172 and 60 < (y0 + y1) / 2 < 100  # on the bar
+
+
+def test_a_large_input_looked_at_in_tiles_gives_what_one_look_gives():
+    from trainer.finder_file import in_tiles
+
+    def local_net(x: np.ndarray) -> dict:
+        """A stand-in net that sees a few pixels around each output cell (as a real one,
+        less far than the tiles' context): a 3 x 3 box blur, then every fourth pixel."""
+        plane = x[0, 0]
+        padded = np.pad(plane, 1)
+        blurred = sum(padded[dy : dy + plane.shape[0], dx : dx + plane.shape[1]]
+                      for dy in range(3) for dx in range(3)) / 9  # fmt: skip
+        small = blurred[::4, ::4]
+        return {"heatmap": small[None, None], "size": np.stack([small, 2 * small])[None]}
+
+    rng = np.random.default_rng(3)
+    tensor = rng.random((1, 1, 1184, 2080)).astype(np.float32)  # a multiple of 32 each way
+    whole = local_net(tensor)
+    looked = []
+    tiled = in_tiles(lambda t: looked.append(t.shape) or local_net(t), tensor, side=640, context=64)
+    assert len(looked) > 4 and max(max(shape[-2:]) for shape in looked) <= 640
+    for key in whole:
+        assert tiled[key].shape == whole[key].shape
+        np.testing.assert_allclose(tiled[key], whole[key], atol=1e-6)
+    # an input that fits is looked at whole, once
+    looked.clear()
+    in_tiles(lambda t: looked.append(t.shape) or local_net(t), tensor[..., :640, :608], side=640)
+    assert looked == [(1, 1, 640, 608)]
+
+
+def test_a_small_spread_on_a_large_scan_is_found_where_it_lies(finder):
+    generated = generate_metaphase("46,XY", seed=11)
+    spread = generated.pixels
+    scan = np.full((4000, 4096), int(np.median(spread)), np.uint8)  # as large as one opens
+    top, left = 2900, 3100  # the spread lies in a corner of a mostly empty frame
+    scan[top : top + spread.shape[0], left : left + spread.shape[1]] = spread
+    found = finder.find(MetaphaseImage(scan)).found
+    truth = generated.boxes() + np.array([left, top, left, top])
+    boxes = np.array([item.box for item in found])
+    assert len(match_boxes(boxes, truth)) >= 0.85 * len(generated.chromosomes)
+    # each region's pixels are where the box is, on the scan
+    x0, y0, x1, y1 = found[0].region.box
+    assert x0 >= left - 5 and y0 >= top - 5
+    assert scan[y0:y1, x0:x1][found[0].region.mask].mean() < np.median(spread) - 30

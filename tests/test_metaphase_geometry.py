@@ -117,3 +117,16 @@ def test_boxes_are_matched_one_to_one():
     assert {t for _, t in matches} == {0, 1}
     assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
     assert match_boxes(np.zeros((0, 4)), truth) == []
+
+
+def test_the_stained_part_of_a_large_scan_holds_even_thin_chromosomes():
+    from karyo_gui.core.metaphase import stained_box
+
+    scan = np.full((3000, 4000), 235, np.uint8)
+    assert stained_box(scan) is None  # nothing stained
+    scan[2000:2060, 3000:3003] = 90  # a thin chromosome, 3 px wide, on a big frame
+    scan[500, 500] = 0  # and one speck of dust, which is not
+    x0, y0, x1, y1 = stained_box(scan, margin=20)
+    assert 2960 <= x0 <= 2980 and 1960 <= y0 <= 1980
+    assert 3023 <= x1 <= 3030 and 2080 <= y1 <= 2090
+    assert stained_box(scan, margin=5000) == (0, 0, 4000, 3000)  # kept inside the image

@@ -30,7 +30,9 @@ FORMAT_VERSION = 1
 HEADER_KEY = "karyo"
 STRIDE = 4
 INPUT_WIDTH = 10.0  # chromosome width in the net's input, pixels
-MAX_INPUT_SIDE = 1600  # the net's input is never larger than this (memory on a big image)
+MAX_INPUT_SIDE = 1600  # the net looks at tiles no larger than this (memory on a big image)
+MAX_SCALED_SIDE = 4096  # the scaled image is never larger (then chromosomes come out thinner)
+TILE_CONTEXT = 128  # input pixels each tile sees beyond its own part (a multiple of 32)
 
 SHIPPED_FINDER = Path(__file__).resolve().parents[1] / "resources" / "karyo-finder.safetensors"
 FINDER_ENV = "KARYO_FINDER"
@@ -117,7 +119,7 @@ def finder_input(
     measured = width if width is not None else estimate_chromosome_width(grey)
     scale = input_width / measured * jitter
     longest = max(grey.shape)
-    scale = float(np.clip(scale, 64 / longest, MAX_INPUT_SIDE / longest))
+    scale = float(np.clip(scale, 64 / longest, MAX_SCALED_SIDE / longest))
     scaled = downscaled(grey, scale)
     darkness = 1.0 - flatten_background(scaled, input_width)
     darkness = np.clip(darkness, 0.0, 1.0).astype(np.float32)
@@ -173,19 +175,7 @@ def detect_with(
     runs the net (the torch network or its ONNX copy) on a (1, 1, H, W) float32 input and
     gives its outputs as numpy arrays."""
     prepared = finder_input(grey, header.input_width)
-    tensor = prepared.tensor[None, None]
-    output = forward(tensor)
-    # and once mirrored (and once upside down): the heatmaps, and the sizes and chromosome
-    # pixels, which a flip keeps, averaged over the looks; the centre offsets are the first's
-    flips = [(slice(None), slice(None, None, -1))] if header.flip_test else []
-    if header.flip_vertical:
-        flips.append((slice(None, None, -1), slice(None)))
-    for rows, cols in flips:
-        flipped = forward(np.ascontiguousarray(tensor[..., rows, cols]))
-        for key in ("heatmap", "size", "foreground"):
-            output[key] = output[key] + flipped[key][..., rows, cols]
-    for key in ("heatmap", "size", "foreground"):
-        output[key] = output[key] / (1 + len(flips))
+    output = in_tiles(lambda tensor: looks(forward, tensor, header), prepared.tensor[None, None])
     limit = header.score_threshold if threshold is None else threshold
     boxes = decode(output, min(limit, header.review_threshold))[0]
     height, width = grey.shape
@@ -200,6 +190,59 @@ def detect_with(
         if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
             found.append(Detection(box, score))
     return found, expit(np.asarray(output["foreground"][0, 0], np.float32)), prepared
+
+
+def looks(
+    forward: Callable[[np.ndarray], dict[str, np.ndarray]], tensor: np.ndarray, header: FinderHeader
+) -> dict[str, np.ndarray]:
+    """The net's outputs for one input, as the header asks: once, and once mirrored (and once
+    upside down), the heatmaps and the sizes and chromosome pixels, which a flip keeps,
+    averaged over the looks; the centre offsets are the first look's."""
+    output = forward(tensor)
+    flips = [(slice(None), slice(None, None, -1))] if header.flip_test else []
+    if header.flip_vertical:
+        flips.append((slice(None, None, -1), slice(None)))
+    for rows, cols in flips:
+        flipped = forward(np.ascontiguousarray(tensor[..., rows, cols]))
+        for key in ("heatmap", "size", "foreground"):
+            output[key] = output[key] + flipped[key][..., rows, cols]
+    for key in ("heatmap", "size", "foreground"):
+        output[key] = output[key] / (1 + len(flips))
+    return output
+
+
+def in_tiles(
+    run: Callable[[np.ndarray], dict[str, np.ndarray]],
+    tensor: np.ndarray,
+    side: int = MAX_INPUT_SIDE,
+    context: int = TILE_CONTEXT,
+) -> dict[str, np.ndarray]:
+    """``run``'s outputs (stride-4 maps) for a (1, 1, H, W) input padded to a multiple of 32,
+    in tiles no larger than ``side`` when it is larger: each tile sees ``context`` pixels
+    around its own part, and only its own part's outputs are kept (the memory a look takes
+    stays that of one tile; an input that fits is run whole, as it is)."""
+    height, width = tensor.shape[-2:]
+    if max(height, width) <= side:
+        return run(tensor)
+    step = side - 2 * context
+    output: dict[str, np.ndarray] = {}
+    for top in range(0, height, step):
+        for left in range(0, width, step):
+            y0, x0 = max(0, top - context), max(0, left - context)
+            y1, x1 = min(height, top + step + context), min(width, left + step + context)
+            part = run(np.ascontiguousarray(tensor[..., y0:y1, x0:x1]))
+            bottom, right = min(height, top + step), min(width, left + step)
+            own = (slice(top // STRIDE, bottom // STRIDE), slice(left // STRIDE, right // STRIDE))
+            seen = (
+                slice((top - y0) // STRIDE, (bottom - y0) // STRIDE),
+                slice((left - x0) // STRIDE, (right - x0) // STRIDE),
+            )
+            for key, value in part.items():
+                if key not in output:
+                    shape = (*value.shape[:2], height // STRIDE, width // STRIDE)
+                    output[key] = np.zeros(shape, np.float32)
+                output[key][..., own[0], own[1]] = value[..., seen[0], seen[1]]
+    return output
 
 
 # ---------------------------------------------------------------- the model file

@@ -35,10 +35,19 @@ from karyo_gui.core.metaphase import (
     foreground_mask,
     has_dark_objects,
     regions_for_boxes,
+    stained_box,
 )
 from trainer.devices import pick_device, surely_cpu
-from trainer.finder_file import STRIDE, default_finder, detect_with, read_finder_header
+from trainer.finder_file import (
+    MAX_INPUT_SIDE,
+    STRIDE,
+    default_finder,
+    detect_with,
+    read_finder_header,
+)
 
+SPREAD_MARGIN = 64  # pixels kept around the stained part of a large image
+SPREAD_SHARE = 0.8  # a stained part larger than this share of the image: all of it is searched
 DUPLICATE_IOU = 0.7  # two boxes this alike are one chromosome found twice
 SMALLEST_AREA = 0.12  # regions below this fraction of the median area are specks
 
@@ -134,6 +143,7 @@ class ChromosomeFinder:
         grey = metaphase.pixels
         if not has_dark_objects(grey):  # a blank frame: nothing to search
             return FindResult([], TYPICAL_WIDTH, time.perf_counter() - started)
+        left, top, grey = _spread_of(grey)
         detections, chromosome_probability, prepared = detect_with(
             self._forward(), grey, self.header, threshold
         )
@@ -154,9 +164,14 @@ class ChromosomeFinder:
         chromosome_pixels = dark & learned.astype(bool)
         regions = regions_for_boxes(chromosome_pixels, [d.box for d in detections], width)
         found = [
-            FoundChromosome(region, detection.score, detection.box)
+            FoundChromosome(
+                region.shifted(left, top),
+                detection.score,
+                (x0 + left, y0 + top, x1 + left, y1 + top),
+            )
             for detection, region in zip(detections, regions)
             if region is not None
+            for x0, y0, x1, y1 in [detection.box]
         ]
         found = _flagged(found, self.header.review_threshold, width)
         return FindResult(_reading_order(found), width, time.perf_counter() - started)
@@ -190,6 +205,22 @@ def chromosomes_from(metaphase: MetaphaseImage, found: list[FoundChromosome]) ->
         )
         for index, item in enumerate(found, start=1)
     ]
+
+
+def _spread_of(grey: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """The part of a large image where the spread lies (left, top, pixels): a big scan is
+    searched where it is stained, at the scale of its own chromosomes, not shrunk whole to
+    the net's input (where they would come out too thin to find). Smaller images, and ones
+    stained all over, are searched whole."""
+    if max(grey.shape) <= MAX_INPUT_SIDE:
+        return 0, 0, grey
+    box = stained_box(grey, margin=SPREAD_MARGIN + max(grey.shape) // 50)
+    if box is None:
+        return 0, 0, grey
+    x0, y0, x1, y1 = box
+    if (x1 - x0) * (y1 - y0) > SPREAD_SHARE * grey.size:
+        return 0, 0, grey
+    return x0, y0, grey[y0:y1, x0:x1]
 
 
 def _without_duplicates(detections):
