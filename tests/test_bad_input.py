@@ -71,6 +71,7 @@ def hand_edited(text: str) -> str:
         (hand_edited, "edited.karyo.json", "damaged or hand-edited"),
         (lambda text: "\x00\x01 binary", "binary.karyo.json", "broken"),
         (lambda text: text[:100], os.fsdecode(b"caf\xe9.karyo.json"), "broken"),
+        (lambda text: "%PDF-1.7 a report", "report.pdf", "not a file karyo opens"),
     ],
 )
 def test_a_bad_case_file_is_named_and_the_open_work_stays(edited, tmp_path, damage, name, reason):
@@ -82,6 +83,15 @@ def test_a_bad_case_file_is_named_and_the_open_work_stays(edited, tmp_path, dama
     assert display_path(bad.name) in window.last_error
     assert reason in window.last_error
     assert_work_kept(window, cell, karyotype)
+
+
+def test_a_case_file_renamed_by_its_user_still_opens(tmp_path):
+    from karyo_gui.core.opening import open_case
+
+    saved = saved_case(tmp_path / "saved")
+    renamed = saved.with_name("patient 17 case.bak")
+    saved.rename(renamed)
+    assert open_case(renamed).cells  # it begins as a case file does: read as one
 
 
 def test_an_unreadable_case_file_is_named_and_the_open_work_stays(edited, tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from PIL import Image
 from karyo_gui.core import metaphase
 from karyo_gui.core.annotations import is_annotated_folder
 from karyo_gui.core.case import Case, Cell
+from karyo_gui.core.case_file import SUFFIX as CASE_SUFFIX
 from karyo_gui.core.case_file import CaseFileError, load_case
 from karyo_gui.core.images import (
     PixelBudget,
@@ -65,6 +66,12 @@ def open_case(path: str | os.PathLike) -> Case:
     if path.is_file():
         if is_image_file(path):
             return open_metaphase(path)
+        if not path.name.lower().endswith(".json") and not _starts_like_json(path):
+            raise CellLoadError(
+                f"{display_path(path)}: not a file karyo opens (a case file, *{CASE_SUFFIX}; a "
+                "metaphase image, PNG, JPEG, TIFF or BMP; or a folder of chromosome crops or "
+                "of metaphase images)"
+            )
         return load_case(path)
     if not path.exists():
         raise CellLoadError(f"{display_path(path)}: no such file or folder")
@@ -87,6 +94,16 @@ def open_case(path: str | os.PathLike) -> Case:
         cells=dataset.cells,
         problems=[problem for problem in dataset.problems if problem not in per_cell],
     )
+
+
+def _starts_like_json(path: Path) -> bool:
+    """Whether the file begins as a JSON object does (a case file renamed by its user)."""
+    try:
+        with path.open("rb") as handle:
+            start = handle.read(256)
+    except OSError:
+        return True  # load_case says what is wrong with it
+    return start.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
 
 def example_case(karyotype: str = "46,XY", seed: int = 0) -> Case:
