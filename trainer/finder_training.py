@@ -49,6 +49,7 @@ from trainer.finder import (
     FinderNet,
     decode,
     finder_input,
+    in_tiles,
     load_finder,
     numpy_outputs,
     save_finder,
@@ -292,7 +293,7 @@ def validate(
     found_by_threshold = {t: [] for t in thresholds}
     for sample in samples:
         prepared = finder_input(sample.grey, input_width, sample.width)
-        output = forward(prepared.tensor[None, None])
+        output = in_tiles(forward, prepared.tensor[None, None])  # a large one: in tiles
         boxes = np.array(decode(output, min(thresholds))[0], np.float32).reshape(-1, 5)
         boxes[:, :4] /= prepared.scale
         for t in thresholds:
