@@ -39,6 +39,7 @@ from trainer.finder_file import (  # noqa: F401  (named here for the finder's us
     default_finder,
     detect_with,
     finder_input,
+    in_tiles,
     read_finder_header,
 )
 from trainer.model import known_architecture
