@@ -25,13 +25,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import torch
-from new_lab_curve import split_names  # the bench's own: a split's names
+from new_lab_curve import split_metaphases  # the bench's own: a split's metaphases
 
-from karyo_gui.core.annotations import load_annotated_folder
 from karyo_gui.core.metaphase import box_iou_matrix, match_boxes, read_metaphase
 from karyo_gui.inference.finder import ChromosomeFinder
 from trainer.finder import detect
@@ -60,12 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    try:
-        names = split_names(Path(args.data), args.split, args.limit or None)
-    except OSError as error:
-        print(f"{args.data}: no split list {args.split} ({error.strerror})", file=sys.stderr)
+    metaphases = split_metaphases(args.data, args.split, args.limit or None)
+    if metaphases is None:
         return 2
-    metaphases, _ = load_annotated_folder(args.data, names)
     finder = ChromosomeFinder(args.finder, "cpu")
 
     missed, false, missed_types = Counter(), Counter(), Counter()

@@ -28,7 +28,11 @@ from pathlib import Path
 
 import torch
 
-from karyo_gui.core.annotations import is_annotated_folder, load_annotated_cells
+from karyo_gui.core.annotations import (
+    is_annotated_folder,
+    load_annotated_cells,
+    load_annotated_folder,
+)
 from karyo_gui.core.case import Case, CellStatus
 from karyo_gui.core.case_file import save_case
 from karyo_gui.core.loaders import load_dataset
@@ -52,6 +56,17 @@ def split_names(root: Path, split: str, limit: int | None = None) -> list[str]:
     names = [line.strip() for line in (root / "splits" / f"{split}.txt").read_text(
         encoding="utf-8").splitlines() if line.strip()]
     return names[:limit] if limit else names
+
+
+def split_metaphases(data: str, split: str, limit: int | None = None) -> list | None:
+    """The annotated metaphases of a split of ``data`` (the first ``limit``), or None after
+    saying on stderr that the split list is not there."""
+    try:
+        names = split_names(Path(data), split, limit)
+    except OSError as error:
+        print(f"{data}: no split list {split} ({error.strerror})", file=sys.stderr)
+        return None
+    return load_annotated_folder(data, names)[0]
 
 
 class Judge:

@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from new_lab_curve import split_names  # the bench's own: a split's names
+from new_lab_curve import split_metaphases  # the bench's own: a split's metaphases
 
-from karyo_gui.core.annotations import annotated_cell, load_annotated_folder
+from karyo_gui.core.annotations import annotated_cell
 from karyo_gui.core.metaphase import MetaphaseReadError, box_iou_matrix
 from karyo_gui.inference.classifier import Classifier
 
-GROUPS = (("alone", 0.0, 0.02), ("near", 0.02, 0.1), ("touching or crossing", 0.1, 1.01))
+# (name, above, up to) the largest IoU with another annotated box
+GROUPS = (("alone", -1.0, 0.02), ("near", 0.02, 0.1), ("touching or crossing", 0.1, 1.0))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,12 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    try:
-        names = split_names(Path(args.data), args.split, args.limit or None)
-    except OSError as error:
-        print(f"{args.data}: no split list {args.split} ({error.strerror})", file=sys.stderr)
+    metaphases = split_metaphases(args.data, args.split, args.limit or None)
+    if metaphases is None:
         return 2
-    metaphases, _ = load_annotated_folder(args.data, names)
     classifier = Classifier(args.checkpoint, "cpu", quick_start=True)
     rows = []  # (largest IoU with another box, crop right, assigned right)
     for metaphase in metaphases:
@@ -69,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                "n_metaphases": len(metaphases), "groups": {}}  # fmt: skip
     print(f"{classifier.description} on {len(metaphases)} {args.split} metaphases")
     print(f"{'group':<24}{'chromosomes':>12}{'share':>8}{'crop':>8}{'assigned':>10}")
-    for name, low, high in (*GROUPS, ("all", 0.0, 1.01)):
-        chosen = (table[:, 0] > low if low else table[:, 0] >= low) & (table[:, 0] <= high)
+    for name, low, high in (*GROUPS, ("all", -1.0, 1.0)):
+        chosen = (table[:, 0] > low) & (table[:, 0] <= high)
         count = int(chosen.sum())
         crop = float(table[chosen, 1].mean()) if count else float("nan")
         assigned = float(table[chosen, 2].mean()) if count else float("nan")

@@ -163,16 +163,12 @@ class ChromosomeFinder:
         learned = cv2.dilate((learned > 0.4).astype(np.uint8), np.ones((grow, grow), np.uint8))
         chromosome_pixels = dark & learned.astype(bool)
         regions = regions_for_boxes(chromosome_pixels, [d.box for d in detections], width)
-        found = [
-            FoundChromosome(
-                region.shifted(left, top),
-                detection.score,
-                (x0 + left, y0 + top, x1 + left, y1 + top),
-            )
-            for detection, region in zip(detections, regions)
-            if region is not None
-            for x0, y0, x1, y1 in [detection.box]
-        ]
+        found = []
+        for detection, region in zip(detections, regions):
+            if region is not None:  # back from the spread's part to the whole image
+                x0, y0, x1, y1 = detection.box
+                box = (x0 + left, y0 + top, x1 + left, y1 + top)
+                found.append(FoundChromosome(region.shifted(left, top), detection.score, box))
         found = _flagged(found, self.header.review_threshold, width)
         return FindResult(_reading_order(found), width, time.perf_counter() - started)
 
