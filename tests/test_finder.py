@@ -10,10 +10,10 @@ from safetensors.torch import load_file, save_file
 
 from karyo_gui.cli import main
 from karyo_gui.core.case import Flag
-from karyo_gui.core.metaphase import MetaphaseImage, match_boxes
+from karyo_gui.core.metaphase import MetaphaseImage, box_iou_matrix, match_boxes
 from karyo_gui.core.metaphase_edits import split_chromosome
 from karyo_gui.core.synthetic import generate_metaphase, metaphase_cell, write_annotated_metaphases
-from karyo_gui.inference.finder import ChromosomeFinder, NoChromosomesFound
+from karyo_gui.inference.finder import ChromosomeFinder, NoChromosomesFound, chromosomes_from
 from trainer.cli import main as trainer_main
 from trainer.finder import (
     SHIPPED_FINDER,
@@ -197,6 +197,13 @@ def test_the_shipped_finder_finds_the_chromosomes_of_a_generated_metaphase(finde
         mask = result.found[found_index].region.full_mask(generated.pixels.shape)
         ious.append((mask & truth[true_index]).sum() / (mask | truth[true_index]).sum())
     assert np.median(ious) > 0.6  # each found chromosome's mask is its own pixels
+    # one whose box meets no other box is cut one way; touching ones are cut other ways too
+    among = box_iou_matrix(boxes, boxes)
+    np.fill_diagonal(among, 0)
+    assert not any(result.found[k].other_regions for k in np.flatnonzero(among.max(axis=1) == 0))
+    assert any(item.other_regions for item in result.found)
+    chromosomes = chromosomes_from(generated.image(), result.found)
+    assert [len(c.other_cuts) for c in chromosomes] == [len(f.other_regions) for f in result.found]
 
 
 def test_an_image_without_chromosomes_says_so(finder):

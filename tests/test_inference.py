@@ -68,6 +68,22 @@ def test_manual_labels_are_kept_and_missing_pictures_are_skipped(classifier):
     assert first.id not in result.moved
 
 
+def test_a_chromosome_is_read_together_with_its_other_cuts(classifier):
+    cell = generate_cell("46,XY", seed=UNSEEN + 7)
+    alone = classifier.predict_cell(cell)
+    first = cell.chromosomes[0]
+    other = next(k for k, c in enumerate(cell.chromosomes) if c.given is not first.given)
+    # cut three other ways, it shows another type: those cuts outvote its own crop
+    first.other_cuts = [cell.chromosomes[other].image] * 3
+    together = classifier.predict_cell(cell)
+    assert together.probabilities[0].argmax() == alone.probabilities[other].argmax()
+    assert together.probabilities[0].argmax() != alone.probabilities[0].argmax()
+    assert together.probabilities[1:] == pytest.approx(alone.probabilities[1:], abs=1e-5)
+    # what it looks like (homologs compared) and which way up it stands: its own crop's
+    assert together.embeddings[0] == pytest.approx(alone.embeddings[0], abs=1e-5)
+    assert len(together.probabilities) == len(cell.chromosomes)
+
+
 def test_a_cell_without_pictures_is_left_as_it_is(classifier):
     cell = generate_cell("46,XX", seed=UNSEEN + 3)
     for chromosome in cell.chromosomes:

@@ -12,6 +12,7 @@ from karyo_gui.core.metaphase import (
     foreground_mask,
     long_axis_angle,
     match_boxes,
+    other_cuts,
     regions_for_boxes,
 )
 
@@ -68,6 +69,27 @@ def test_crossing_chromosomes_share_the_pixels_where_they_cross():
     # both reach beyond the crossing on both sides, and the crossing belongs to both
     assert (masks[0] & masks[1] & crossing).sum() > 0.5 * crossing.sum()
     assert _iou(masks[0], first) > 0.6 and _iou(masks[1], second) > 0.6
+
+
+def test_a_chromosome_lying_alone_has_no_other_cut_and_a_crossing_one_has():
+    image = _canvas(240, 480)
+    first = _bar(image, (30, 60), (230, 170))  # lying
+    second = _bar(image, (150, 20), (120, 225))  # standing, across the first
+    alone = _bar(image, (400, 30), (410, 200))  # far from both
+    foreground = foreground_mask(image, 12)
+    boxes = [_box(first), _box(second), _box(alone)]
+    regions = regions_for_boxes(foreground, boxes, 12)
+    cuts = other_cuts(foreground, boxes, regions, 12)
+    assert cuts[2] == []  # one way to cut it: nothing to read twice
+    shape = image.shape
+    for own, region, others in zip((first, second), regions, cuts[:2]):
+        assert others, "a crossing chromosome is cut other ways too"
+        masks = [cut.full_mask(shape) for cut in others]
+        assert all(not np.array_equal(m, region.full_mask(shape)) for m in masks)
+        # each other cut is still mostly this chromosome, and one holds all of its box
+        assert all((m & own).sum() > 0.6 * own.sum() for m in masks)
+        assert any((m & own).sum() >= 0.95 * (own & foreground).sum() for m in masks)
+    assert other_cuts(foreground, boxes[:1], [None], 12) == [[]]
 
 
 def test_a_box_with_nothing_dark_in_it_gives_no_region():

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from trainer.evaluation import predict
+from trainer.looking import read_together
 from trainer.model import ChromosomeNet
 from trainer.preprocessing import Preprocessing
 
@@ -67,3 +68,18 @@ def test_no_crops_give_empty_predictions(model_and_crops):
     net, canvases, preprocessing = model_and_crops
     empty = predict(net, canvases[:0], preprocessing, CPU)
     assert empty.probabilities.shape == (0, 24)
+
+
+def test_a_chromosome_read_from_several_cuts_takes_the_type_that_fits_them_all():
+    probabilities = np.full((3, 24), 0.01, np.float32)
+    probabilities[:, [0, 1]] = [[0.6, 0.18], [0.5, 0.28], [0.2, 0.58]]
+    others = np.full((2, 24), 0.01, np.float32)
+    others[:, [0, 1]] = [[0.05, 0.73], [0.3, 0.48]]  # crop 0's other cuts
+    together = read_together(probabilities, others, np.array([0, 0]))
+    assert together.sum(axis=1) == pytest.approx(1, abs=1e-5)
+    # crop 0: type 0 won its own cut, but type 1 fits all three cuts better
+    assert together[0].argmax() == 1
+    expected = np.exp(np.log(np.stack([probabilities[0], *others])).mean(axis=0))
+    assert together[0] == pytest.approx(expected / expected.sum(), rel=1e-4)
+    assert together[1:] == pytest.approx(probabilities[1:], abs=1e-6)  # no other cuts: theirs
+    assert read_together(probabilities, others[:0], np.zeros(0)) is probabilities

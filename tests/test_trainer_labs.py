@@ -14,8 +14,8 @@ from trainer.batches import PairwiseClassBalancedSampler
 from trainer.checkpoint import read_header
 from trainer.cli import main as trainer
 from trainer.config import ConfigError, resolve
-from trainer.data import CropSet, DataError
-from trainer.engine import lab_accuracies, load_training_data
+from trainer.data import CropSet, DataError, crops_of_cells
+from trainer.engine import lab_accuracies, load_training_data, split_cells
 from trainer.preprocessing import Preprocessing
 
 TINY = [
@@ -85,6 +85,30 @@ def test_datasets_of_both_kinds_load_with_their_labs_and_validation(labs):
     one = validation.lab_subset("spread_lab")
     assert len(one) == (validation.lab_of() == 1).sum() and one.labs == ["spread_lab"]
     assert max(one.cell_of) == len(one.cell_names) - 1
+
+
+def test_other_cuts_judge_the_model_only_and_stay_with_their_crops(labs):
+    crops, spreads = labs
+    config = resolve(None, {"datasets": [str(spreads)]})
+    training, validation = load_training_data(config, Preprocessing(height=64, width=32))
+    assert len(training.other_of) == 0  # training reads each crop as it was cut
+    assert len(validation.other_of) > 0  # touching chromosomes are read their other ways too
+    # the bookkeeping: cells whose other cuts are copies of their crops, through every
+    # way a crop set is split and joined, still point at their own crops
+    cells = [generate_cell("46,XY", seed=320 + k, name=f"d{k}") for k in range(4)]
+    for cell in cells:
+        for chromosome in cell.chromosomes[::3]:
+            chromosome.other_cuts = [chromosome.image, chromosome.image]
+    preprocessing = Preprocessing(height=64, width=32)
+    first = crops_of_cells(cells[:2], preprocessing, source="one")
+    second = crops_of_cells(cells[2:], preprocessing, source="two")
+    both = CropSet.concatenate([first, second])
+    kept, held = split_cells(both, 0.5, seed=0)
+    for part in (first, second, both, both.lab_subset("two"), kept, held):
+        assert len(part.other_of) == 2 * sum(len(c.chromosomes[::3]) for c in cells) * len(
+            part.cell_names) // len(cells)
+        assert (part.other_images == part.images[part.other_of]).all()
+    assert len(crops_of_cells(cells, preprocessing, other_cuts=False).other_of) == 0
 
 
 def test_selection_is_the_mean_of_the_labs_so_a_big_lab_cannot_outvote_a_small_one():

@@ -21,7 +21,7 @@ from karyo_gui.core.case_file import CaseFileError, load_case
 from karyo_gui.core.labels import N_TYPES, ChromosomeType
 from karyo_gui.core.loaders import CellLoadError, Dataset, load_dataset
 from karyo_gui.core.synthetic import generate_cell
-from trainer.preprocessing import Preprocessing, prepare_cell
+from trainer.preprocessing import Preprocessing, cell_scale, prepare_crops, prepare_other_cuts
 
 
 class DataError(Exception):
@@ -45,10 +45,17 @@ class CropSet:
     source_of: np.ndarray | None = None  # (n,) int64, index into sources (default: all 0)
     # per cell (as cell_names): stained bright on dark (Q-banded, fluorescent)
     cell_bright: list[bool] = field(default_factory=list)
+    # the crops' other cuts (Chromosome.other_cuts), read with them when the model is judged:
+    # canvases (m, height, width) and (m,) the index of the crop each belongs to
+    other_images: np.ndarray | None = None
+    other_of: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.source_of is None:
             self.source_of = np.zeros(len(self.labels), np.int64)
+        if self.other_of is None or self.other_images is None:
+            self.other_images = np.zeros((0, *self.images.shape[1:]), np.uint8)
+            self.other_of = np.zeros(0, np.int64)
         if len(self.labels) and not self.sources:
             self.sources = ["unnamed"]
         self.cell_bright = (list(self.cell_bright) + [False] * len(self.cell_names))[
@@ -78,6 +85,14 @@ class CropSet:
         )
         return per_source[self.source_of]
 
+    def other_cuts_of(self, keep: np.ndarray) -> dict[str, np.ndarray]:
+        """The other cuts of the crops ``keep`` (a boolean mask over the crops), their
+        indices renumbered as those crops are: ``other_images`` and ``other_of``."""
+        renumbered = np.cumsum(keep) - 1
+        chosen = keep[self.other_of]
+        return {"other_images": self.other_images[chosen],
+                "other_of": renumbered[self.other_of[chosen]].astype(np.int64)}  # fmt: skip
+
     def lab_subset(self, lab: str) -> CropSet:
         """The crops of one lab (cells renumbered)."""
         keep = self.lab_of() == self.labs.index(lab)
@@ -91,6 +106,7 @@ class CropSet:
             cell_names=[self.cell_names[c] for c in cells],
             sources=[lab],
             cell_bright=[self.cell_bright[c] for c in cells],
+            **self.other_cuts_of(keep),
         )
 
     def summary(self) -> dict:
@@ -117,6 +133,7 @@ class CropSet:
             raise DataError("no training data given")
         offsets = np.cumsum([0] + [len(part.cell_names) for part in parts[:-1]])
         source_offsets = np.cumsum([0] + [len(part.sources) for part in parts[:-1]])
+        lengths = [len(part) for part in parts]
         return cls(
             images=np.concatenate([part.images for part in parts]),
             labels=np.concatenate([part.labels for part in parts]),
@@ -128,6 +145,10 @@ class CropSet:
                 [part.source_of + o for part, o in zip(parts, source_offsets)]
             ),
             cell_bright=[bright for part in parts for bright in part.cell_bright],
+            other_images=np.concatenate([part.other_images for part in parts]),
+            other_of=np.concatenate(
+                [part.other_of + o for part, o in zip(parts, np.cumsum([0, *lengths[:-1]]))]
+            ),
         )
 
 
@@ -149,10 +170,13 @@ def training_label(chromosome: Chromosome, cell: Cell) -> ChromosomeType | None:
 
 
 def crops_of_cells(
-    cells: Iterable[Cell], preprocessing: Preprocessing, source: str = ""
+    cells: Iterable[Cell], preprocessing: Preprocessing, source: str = "",
+    other_cuts: bool = True,
 ) -> CropSet:
-    """The labelled crops of some cells; unlabelled and missing crops are left out."""
+    """The labelled crops of some cells; unlabelled and missing crops are left out. With
+    ``other_cuts``, their other cuts too (what judging a model reads; training does not)."""
     images, labels, cell_of, names = [], [], [], []
+    others, other_of = [], []
     bright: list[bool] = []
     for cell in cells:
         pictured = [chromosome for chromosome in cell.chromosomes if chromosome.image is not None]
@@ -161,7 +185,14 @@ def crops_of_cells(
         if not kept:
             continue
         # the common scale comes from ALL crops of the cell, as at inference time
-        canvases = prepare_cell([chromosome.image for chromosome in pictured], preprocessing)
+        scale = cell_scale([chromosome.image for chromosome in pictured], preprocessing)
+        canvases = prepare_crops([chromosome.image for chromosome in pictured], preprocessing,
+                                 scale)  # fmt: skip
+        if other_cuts:
+            cut, of = prepare_other_cuts([pictured[k].other_cuts for k in kept], preprocessing,
+                                         scale)  # fmt: skip
+            others.append(cut)
+            other_of.append(of + len(labels))
         images.append(canvases[kept])
         labels.extend(int(found[k]) for k in kept)
         cell_of.extend([len(names)] * len(kept))
@@ -178,6 +209,8 @@ def crops_of_cells(
         cell_names=names,
         sources=[source] if source else [],
         cell_bright=bright,
+        other_images=np.concatenate(others) if others else None,
+        other_of=np.concatenate(other_of) if other_of else None,
     )
 
 
@@ -185,10 +218,11 @@ def load_dataset_crops(
     root: str | os.PathLike,
     cells: str | os.PathLike | Sequence[str] | None,
     preprocessing: Preprocessing,
+    other_cuts: bool = True,
 ) -> CropSet:
     """A labelled dataset folder (e.g. gband612 with a split list) as crops, or a folder of
     annotated metaphases (cil24: ``images/`` + ``annotations/``) as the crops cut from their
-    annotated boxes."""
+    annotated boxes (with ``other_cuts``, the other cuts of those that touch a neighbour)."""
     if is_annotated_folder(root):
         try:
             found, problems = load_annotated_cells(root, cells)
@@ -204,7 +238,7 @@ def load_dataset_crops(
             raise DataError(str(error)) from None
     # the lab is the folder's own name (as given: ".", "x/" or a link name all resolve)
     source = Path(root).resolve().name + (f":{Path(cells).name}" if isinstance(cells, str) else "")
-    crops = crops_of_cells(dataset.cells, preprocessing, source=source)
+    crops = crops_of_cells(dataset.cells, preprocessing, source, other_cuts)
     crops.problems = list(dataset.problems)
     return crops
 

@@ -93,14 +93,16 @@ def load_training_data(
     """(training crops, validation crops) from every source the config names."""
     parts, judged = [], []
     if config.data:
-        parts.append(load_dataset_crops(config.data, config.train_cells, preprocessing))
+        # (training reads each crop as it is cut: the other cuts only judge the model)
+        parts.append(load_dataset_crops(config.data, config.train_cells, preprocessing,
+                                        other_cuts=False))
         if config.val_cells:
             judged.append(load_dataset_crops(config.data, config.val_cells, preprocessing))
     for root in config.datasets:
         splits = Path(root) / "splits"
         train = splits / "train.txt"
         parts.append(load_dataset_crops(root, str(train) if train.is_file() else None,
-                                        preprocessing))
+                                        preprocessing, other_cuts=False))
         if (splits / "val.txt").is_file():
             judged.append(load_dataset_crops(root, str(splits / "val.txt"), preprocessing))
     validation = CropSet.concatenate(judged) if judged else CropSet.empty(preprocessing)
@@ -169,6 +171,7 @@ def split_cells(crops: CropSet, fraction: float, seed: int) -> tuple[CropSet, Cr
             sources=crops.sources,
             source_of=crops.source_of[keep],
             cell_bright=[crops.cell_bright[c] for c in names],
+            **crops.other_cuts_of(keep),
         )
 
     in_held = np.isin(crops.cell_of, list(held))

@@ -15,7 +15,7 @@ from trainer.checkpoint import CLASS_NAMES
 from trainer.config import SECOND_LOOK_MARGIN
 from trainer.data import CropSet
 from trainer.devices import autocast
-from trainer.looking import Predictions, with_second_look
+from trainer.looking import Predictions, read_together, with_second_look
 from trainer.model import ChromosomeNet
 from trainer.preprocessing import Preprocessing
 
@@ -282,6 +282,12 @@ def evaluate_crops(
     second_look: float = SECOND_LOOK_MARGIN,
 ) -> tuple[dict, Predictions]:
     predictions = predict(net, crops.images, preprocessing, device, batch_size, second_look)
+    if len(crops.other_of):  # each crop read together with its other cuts, as the app does
+        others = predict(net, crops.other_images, preprocessing, device, batch_size, second_look)
+        predictions.probabilities = read_together(
+            predictions.probabilities, others.probabilities, crops.other_of
+        )
+        predictions.seconds += others.seconds
     metrics = crop_metrics(crops.labels, predictions.probabilities)
     metrics.update(
         cell_metrics(crops.labels, crops.cell_of, crops.cell_names, predictions.probabilities)

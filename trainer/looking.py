@@ -38,3 +38,23 @@ def with_second_look(
             again, _, _ = look(flipped)
             probabilities[unsure] = (probabilities[unsure] + again) / 2
     return probabilities, embeddings, upside_down
+
+
+def read_together(
+    probabilities: np.ndarray, other_probabilities: np.ndarray, other_of: np.ndarray
+) -> np.ndarray:
+    """Each crop's probabilities read together with those of its other cuts (the same
+    chromosome cut other ways where it touches a neighbour; ``other_of``: the crop each
+    other cut belongs to): the geometric mean over all its cuts, renormalised, so a type
+    wins where it fits every cut. Crops without other cuts keep their own."""
+    other_of = np.asarray(other_of, dtype=np.int64)
+    if not len(other_of):
+        return probabilities
+    total = np.log(np.clip(probabilities, 1e-6, None)).astype(np.float64)
+    counts = np.ones(len(probabilities))
+    np.add.at(total, other_of, np.log(np.clip(other_probabilities, 1e-6, None)))
+    np.add.at(counts, other_of, 1.0)
+    mean = total / counts[:, None]
+    mean -= mean.max(axis=1, keepdims=True)
+    together = np.exp(mean)
+    return (together / together.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -183,6 +183,16 @@ def prepare_cell(images: Sequence[np.ndarray], preprocessing: Preprocessing) -> 
     return prepare_crops(images, preprocessing, cell_scale(images, preprocessing))
 
 
+def prepare_other_cuts(
+    cuts: Sequence[Sequence[np.ndarray]], preprocessing: Preprocessing, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The other cuts of some crops (one list per crop: ``Chromosome.other_cuts``) as
+    canvases at the cell's scale, and (m,) the index of the crop each belongs to."""
+    images = [cut for many in cuts for cut in many]
+    of = np.asarray([k for k, many in enumerate(cuts) for _ in many], np.int64)
+    return prepare_crops(images, preprocessing, scale), of
+
+
 def prepare_crops(
     images: Sequence[np.ndarray], preprocessing: Preprocessing, scale: float
 ) -> np.ndarray:

@@ -34,6 +34,7 @@ from karyo_gui.core.metaphase import (
     cut_crop,
     estimate_chromosome_width,
     foreground_mask,
+    other_cuts,
     read_metaphase,
     regions_for_boxes,
 )
@@ -432,16 +433,19 @@ def load_annotated_folder(
 
 def annotated_cell(metaphase: AnnotatedMetaphase, pixels: np.ndarray | None = None) -> Cell:
     """A cell of the crops cut from a metaphase's annotated boxes (given = annotated type),
-    each box's own pixels with its neighbours whited out, as the finder's crops are cut."""
+    each box's own pixels with its neighbours whited out, as the finder's crops are cut (and,
+    where it touches a neighbour, cut the other ways the classifier reads with it)."""
     grey = pixels if pixels is not None else read_metaphase(metaphase.image_path).pixels
     width = estimate_chromosome_width(grey)
-    regions = regions_for_boxes(
-        foreground_mask(grey, width), [c.box for c in metaphase.chromosomes], width
-    )
+    dark = foreground_mask(grey, width)
+    boxes = [c.box for c in metaphase.chromosomes]
+    regions = regions_for_boxes(dark, boxes, width)
     chromosomes = [
         Chromosome(id=f"b{index:03d}", image=cut_crop(grey, region), region=region,
-                   given=annotated.type)
-        for index, (annotated, region) in enumerate(zip(metaphase.chromosomes, regions), 1)
+                   given=annotated.type, other_cuts=[cut_crop(grey, cut) for cut in cuts])
+        for index, (annotated, region, cuts) in enumerate(
+            zip(metaphase.chromosomes, regions, other_cuts(dark, boxes, regions, width)), 1
+        )
         if region is not None
     ]
     return Cell(name=metaphase.name, chromosomes=chromosomes, problems=list(metaphase.problems))

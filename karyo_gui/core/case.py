@@ -179,6 +179,10 @@ class Chromosome:
     # the model's embedding of the picture, for comparing homologs (kept in memory only:
     # a case file reopened compares them again once it is classified again)
     embedding: np.ndarray | None = field(default=None, repr=False)
+    # the chromosome's picture cut other ways where it touches or crosses another (a finder's
+    # or an annotation's cut: ``core.metaphase.other_cuts``), read with ``image`` by the
+    # classifier; kept in memory only, and never for a chromosome drawn or edited by hand
+    other_cuts: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
     def label(self) -> ChromosomeType:

@@ -525,6 +525,39 @@ def regions_for_boxes(foreground: np.ndarray, boxes: list[tuple[float, ...]] | n
     return regions
 
 
+# the other cuts of a chromosome read with its own (see other_cuts): the shared margin of a
+# tighter cut, in chromosome widths
+TIGHT_SHARE = 0.1
+
+
+def other_cuts(foreground: np.ndarray, boxes: list[tuple[float, ...]] | np.ndarray,
+               regions: list[Region | None], width: float = TYPICAL_WIDTH
+               ) -> list[list[Region]]:
+    """Other ways to cut each box's chromosome than its region (``regions_for_boxes``), for
+    a chromosome that touches or crosses another, where no one cut is surely right: a
+    tighter cut (pixels reached about as soon from a neighbour's box go to the neighbour)
+    and the whole box (all its dark pixels, a neighbour's reaching in too). The classifier
+    reads a chromosome from its own crop and these together, and is right more often than
+    from any one of them (``bench/touching_crops.py``). Only cuts unlike the region are
+    listed, so a chromosome lying alone has none."""
+    tight = regions_for_boxes(foreground, boxes, width, share=TIGHT_SHARE)
+    result: list[list[Region]] = []
+    for box, region, narrow in zip(boxes, regions, tight):
+        if region is None:
+            result.append([])
+            continue
+        cuts: list[Region] = []
+        for cut in (narrow, region_in_box(foreground, tuple(box))):
+            if cut is not None and not any(_same_pixels(cut, seen) for seen in [region, *cuts]):
+                cuts.append(cut)
+        result.append(cuts)
+    return result
+
+
+def _same_pixels(a: Region, b: Region) -> bool:
+    return a.box == b.box and bool(np.array_equal(a.mask, b.mask))
+
+
 def cut_crop(grey: np.ndarray, region: Region, pad: int = 3, upright: bool = True) -> np.ndarray:
     """The chromosome's crop as the classifier takes it: its box (a few pixels wider), every
     pixel outside its mask (grown by one pixel, to keep the soft edge) white, and, with

@@ -29,14 +29,14 @@ from karyo_gui.core.assignment import (
     assign_types,
     calibrated,
 )
-from karyo_gui.core.case import Cell
+from karyo_gui.core.case import Cell, Chromosome
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.orientation import apply_orientation_guess
 from trainer.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_header
 from trainer.config import SECOND_LOOK_MARGIN
 from trainer.devices import pick_device, surely_cpu
-from trainer.looking import Predictions, with_second_look
-from trainer.preprocessing import cell_scale, placed_crop, prepare_cell, prepare_crops
+from trainer.looking import Predictions, read_together, with_second_look
+from trainer.preprocessing import cell_scale, placed_crop, prepare_crops, prepare_other_cuts
 
 if TYPE_CHECKING:
     import torch
@@ -213,11 +213,31 @@ class Classifier:
         if not pictured:
             return CellPrediction([], np.zeros((0, len(ChromosomeType.types())), np.float32))
         # the cell's common scale comes from all its crops, as in training
-        canvases = prepare_cell([cell.chromosomes[k].image for k in pictured], self.preprocessing)
-        predictions = self._predict(canvases)
+        images = [cell.chromosomes[k].image for k in pictured]
+        predictions = self._read(
+            [cell.chromosomes[k] for k in pictured], cell_scale(images, self.preprocessing)
+        )
         return CellPrediction(
             pictured, calibrated(predictions.probabilities, self.temperature),
             predictions.upside_down, predictions.embeddings,
+        )
+
+    def _read(self, chromosomes: list[Chromosome], scale: float) -> Predictions:
+        """What the network reads from some chromosomes of a cell at the cell's scale: each
+        from its crop together with its other cuts (``trainer.looking.read_together``)."""
+        canvases = prepare_crops([c.image for c in chromosomes], self.preprocessing, scale)
+        others, other_of = prepare_other_cuts(
+            [c.other_cuts for c in chromosomes], self.preprocessing, scale
+        )
+        if not len(other_of):
+            return self._predict(canvases)
+        predictions = self._predict(np.concatenate([canvases, others]))
+        n = len(chromosomes)
+        upside_down = predictions.upside_down
+        return Predictions(
+            read_together(predictions.probabilities[:n], predictions.probabilities[n:], other_of),
+            predictions.embeddings[:n], predictions.seconds,
+            None if upside_down is None else upside_down[:n],
         )
 
     def _predict(self, canvases: np.ndarray) -> Predictions:
@@ -245,10 +265,7 @@ class Classifier:
         new_rows: dict[int, np.ndarray] = {}
         if fresh:
             scale = cell_scale([cell.chromosomes[k].image for k in pictured], self.preprocessing)
-            canvases = prepare_crops(
-                [cell.chromosomes[k].image for k in fresh], self.preprocessing, scale
-            )
-            predictions = self._predict(canvases)
+            predictions = self._read([cell.chromosomes[k] for k in fresh], scale)
             new_rows = dict(zip(fresh, calibrated(predictions.probabilities, self.temperature)))
             for k, embedding in zip(fresh, predictions.embeddings):
                 cell.chromosomes[k].embedding = embedding

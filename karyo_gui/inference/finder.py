@@ -34,6 +34,7 @@ from karyo_gui.core.metaphase import (
     cut_crop,
     foreground_mask,
     has_dark_objects,
+    other_cuts,
     regions_for_boxes,
     stained_box,
 )
@@ -62,6 +63,8 @@ class FoundChromosome:
     score: float
     box: tuple[float, float, float, float]  # the finder's box, drawn as annotators draw them
     flags: set[Flag] = field(default_factory=set)
+    # its pixels cut other ways where it touches or crosses another (core.metaphase.other_cuts)
+    other_regions: list[Region] = field(default_factory=list)
 
 
 @dataclass
@@ -162,13 +165,18 @@ class ChromosomeFinder:
         grow = max(3, round(width * 0.6) | 1)
         learned = cv2.dilate((learned > 0.4).astype(np.uint8), np.ones((grow, grow), np.uint8))
         chromosome_pixels = dark & learned.astype(bool)
-        regions = regions_for_boxes(chromosome_pixels, [d.box for d in detections], width)
+        boxes = [d.box for d in detections]
+        regions = regions_for_boxes(chromosome_pixels, boxes, width)
+        cuts = other_cuts(chromosome_pixels, boxes, regions, width)
         found = []
-        for detection, region in zip(detections, regions):
+        for detection, region, others in zip(detections, regions, cuts):
             if region is not None:  # back from the spread's part to the whole image
                 x0, y0, x1, y1 = detection.box
                 box = (x0 + left, y0 + top, x1 + left, y1 + top)
-                found.append(FoundChromosome(region.shifted(left, top), detection.score, box))
+                found.append(FoundChromosome(
+                    region.shifted(left, top), detection.score, box,
+                    other_regions=[cut.shifted(left, top) for cut in others],
+                ))
         found = _flagged(found, self.header.review_threshold, width)
         return FindResult(_reading_order(found), width, time.perf_counter() - started)
 
@@ -198,6 +206,7 @@ def chromosomes_from(metaphase: MetaphaseImage, found: list[FoundChromosome]) ->
             region=item.region,
             found_score=round(float(item.score), 4),
             flags=set(item.flags),
+            other_cuts=[cut_crop(metaphase.pixels, cut) for cut in item.other_regions],
         )
         for index, item in enumerate(found, start=1)
     ]
