@@ -131,3 +131,19 @@ def test_lying_and_oversized_crops_are_turned_and_shrunk_to_fit():
     canvas = prepare_cell([lying, np.full((30, 10), 128, np.uint8)], PREP)[0]
     assert _object_height(canvas) > canvas.shape[1]  # now standing
     assert canvas[0].max() == 0 or _object_height(canvas) <= PREP.height
+
+
+def test_a_crop_cut_other_ways_is_drawn_as_those_cuts_as_often_as_asked():
+    from trainer.batches import Pictures
+
+    images = np.arange(5, dtype=np.uint8)[:, None, None].repeat(4, 1).repeat(2, 2)
+    others = np.array([10, 11, 30], np.uint8)[:, None, None].repeat(4, 1).repeat(2, 2)
+    of = np.array([3, 1, 1])  # crop 3 has one other cut, crop 1 two
+    drawn = np.array([1] * 400 + [3] * 400 + [0, 2, 4] * 50)
+    pictures = Pictures(images, others, of, 0.5, seed=0)(drawn)[:, 0, 0]
+    first, third, rest = pictures[:400], pictures[400:800], pictures[800:]
+    assert set(first.tolist()) == {1, 11, 30} and set(third.tolist()) == {3, 10}
+    assert 0.4 < (first != 1).mean() < 0.6 and 0.4 < (third != 3).mean() < 0.6
+    assert (rest == drawn[800:]).all()  # a crop cut one way is always itself
+    never = Pictures(images, others, of, 0.0, seed=0)(drawn)[:, 0, 0]
+    assert (never == drawn).all()

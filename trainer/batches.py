@@ -21,6 +21,31 @@ from karyo_gui.core.labels import N_TYPES
 from trainer.preprocessing import Preprocessing
 
 
+class Pictures:
+    """The pictures of drawn crops: each its own canvas or, at ``rate`` for a crop cut
+    other ways too (``CropSet.other_of``), one of its other cuts picked at random."""
+
+    def __init__(self, images: np.ndarray, other_images: np.ndarray, other_of: np.ndarray,
+                 rate: float, seed: int) -> None:
+        self.images, self.rate = images, rate
+        order = np.argsort(other_of, kind="stable")
+        self.other_images = other_images[order]
+        self.counts = np.bincount(other_of, minlength=len(images))
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, indices: np.ndarray) -> np.ndarray:
+        pictures = self.images[indices]
+        if self.rate <= 0 or not len(self.other_images):
+            return pictures
+        counts = self.counts[indices]
+        swap = (counts > 0) & (self.rng.random(len(indices)) < self.rate)
+        if swap.any():
+            picked = self.starts[indices[swap]] + self.rng.integers(0, counts[swap])
+            pictures[swap] = self.other_images[picked]
+        return pictures
+
+
 class PairwiseClassBalancedSampler:
     """Indices of two aligned batches: ``crops_per_class`` crops of each type per batch.
 

@@ -56,6 +56,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "shift": (0.0, 0.5, True),
     "contrast": (0.0, 1.0, True),
     "gamma_jitter": (0.0, 1.0, True),
+    "other_cut_rate": (0.0, 1.0, True),
 }
 
 
@@ -112,6 +113,10 @@ class TrainConfig:
     contrast: float = 0.25
     gamma_jitter: float = 0.3
     bend: float = 0.0  # largest sideways bow, as a fraction of the canvas width (0: none)
+    # a chromosome that touches another (cut from annotated boxes) is drawn as one of its
+    # other cuts (core.metaphase.other_cuts) this often instead of its own crop: the cuts
+    # the model reads it from together at inference (0: never)
+    other_cut_rate: float = 0.0
     # straighten chromosomes whose centre line strays at least this many chromosome widths
     # from the line between its ends before they are placed (0: never; unset: as the parent
     # model does, never for a new model); stored with the model, so inference does the same

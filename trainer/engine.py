@@ -35,7 +35,7 @@ import torch.distributed as dist
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
-from trainer.batches import Augmentation, PairwiseClassBalancedSampler, augment
+from trainer.batches import Augmentation, PairwiseClassBalancedSampler, Pictures, augment
 from trainer.calibration import calibration_report
 from trainer.checkpoint import (
     CheckpointError,
@@ -93,16 +93,16 @@ def load_training_data(
     """(training crops, validation crops) from every source the config names."""
     parts, judged = [], []
     if config.data:
-        # (training reads each crop as it is cut: the other cuts only judge the model)
+        # (the other cuts judge the model; training reads them only when asked to)
         parts.append(load_dataset_crops(config.data, config.train_cells, preprocessing,
-                                        other_cuts=False))
+                                        other_cuts=config.other_cut_rate > 0))
         if config.val_cells:
             judged.append(load_dataset_crops(config.data, config.val_cells, preprocessing))
     for root in config.datasets:
         splits = Path(root) / "splits"
         train = splits / "train.txt"
         parts.append(load_dataset_crops(root, str(train) if train.is_file() else None,
-                                        preprocessing, other_cuts=False))
+                                        preprocessing, other_cuts=config.other_cut_rate > 0))
         if (splits / "val.txt").is_file():
             judged.append(load_dataset_crops(root, str(splits / "val.txt"), preprocessing))
     validation = CropSet.concatenate(judged) if judged else CropSet.empty(preprocessing)
@@ -304,6 +304,10 @@ class TrainingRun:
             self.training.labels, config.crops_per_class, config.seed + self.rank,
             groups=self.training.lab_of(), weights=mix_weights(self.training, config.mix),
         )
+        self.pictures = Pictures(
+            self.training.images, self.training.other_images, self.training.other_of,
+            config.other_cut_rate, config.seed + self.rank,
+        )
         self.steps_per_epoch = config.steps_per_epoch or max(
             1, len(self.training) // (2 * self.sampler.batch_size)
         )
@@ -439,7 +443,7 @@ class TrainingRun:
             if self.stop_signal is not None:
                 raise TrainingInterrupted
             first, second, labels = self.sampler.draw()
-            batch = torch.from_numpy(self.training.images[np.concatenate([first, second])])
+            batch = torch.from_numpy(self.pictures(np.concatenate([first, second])))
             x = augment(batch, self.preprocessing, self.augmentation, self.generator)
             terms = training_step(
                 self.model, self.objective, self.optimiser, x, labels, self.device, config.grad_clip
