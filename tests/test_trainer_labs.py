@@ -88,7 +88,7 @@ def test_datasets_of_both_kinds_load_with_their_labs_and_validation(labs):
 
 
 def test_other_cuts_judge_the_model_only_and_stay_with_their_crops(labs):
-    crops, spreads = labs
+    _, spreads = labs
     config = resolve(None, {"datasets": [str(spreads)]})
     training, validation = load_training_data(config, Preprocessing(height=64, width=32))
     assert len(training.other_of) == 0  # training reads each crop as it was cut
