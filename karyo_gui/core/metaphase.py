@@ -538,7 +538,7 @@ def other_cuts(foreground: np.ndarray, boxes: list[tuple[float, ...]] | np.ndarr
     tighter cut (pixels reached about as soon from a neighbour's box go to the neighbour)
     and the whole box (all its dark pixels, a neighbour's reaching in too). The classifier
     reads a chromosome from its own crop and these together, and is right more often than
-    from any one of them (``bench/touching_crops.py``). Only cuts unlike the region are
+    from any one of them (cil24 val: the model card). Only cuts unlike the region are
     listed, so a chromosome lying alone has none."""
     tight = regions_for_boxes(foreground, boxes, width, share=TIGHT_SHARE)
     result: list[list[Region]] = []

@@ -213,10 +213,9 @@ class Classifier:
         if not pictured:
             return CellPrediction([], np.zeros((0, len(ChromosomeType.types())), np.float32))
         # the cell's common scale comes from all its crops, as in training
-        images = [cell.chromosomes[k].image for k in pictured]
-        predictions = self._read(
-            [cell.chromosomes[k] for k in pictured], cell_scale(images, self.preprocessing)
-        )
+        chromosomes = [cell.chromosomes[k] for k in pictured]
+        scale = cell_scale([c.image for c in chromosomes], self.preprocessing)
+        predictions = self._read(chromosomes, scale)
         return CellPrediction(
             pictured, calibrated(predictions.probabilities, self.temperature),
             predictions.upside_down, predictions.embeddings,
