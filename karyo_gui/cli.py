@@ -30,6 +30,8 @@ import os
 import sys
 from pathlib import Path
 
+from karyo_gui.core.assignment import TYPE_DOUBT
+
 # commands whose process ends as soon as their output is written (see ``entry_point``)
 LEAVE_WITHOUT_TEARDOWN = {"classify"}
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     classify.add_argument(
         "--doubt", type=float, default=None,
         help="flag chromosomes whose type is wrong with a probability above this (read from "
-        "the whole cell; default 0.1)",
+        f"the whole cell; default {TYPE_DOUBT:g})",
     )  # fmt: skip
     iscn = commands.add_parser("iscn", help="read an ISCN karyotype and say what it states")
     iscn.add_argument("karyotype", help='an ISCN karyotype, e.g. "46,XY,t(9;22)(q34.1;q11.2)"')

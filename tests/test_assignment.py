@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from karyo_gui.core.assignment import (
+    HOMOLOG_UNLIKE,
     TYPE_DOUBT,
     KaryotypePrior,
     apply_assignment,
     assign_types,
     calibrated,
+    homolog_gaps,
     homolog_unlike,
 )
 from karyo_gui.core.case import Flag
@@ -245,8 +247,12 @@ def test_a_chromosome_more_like_another_type_than_like_its_homolog_is_flagged():
     flagged = set(homolog_unlike(swapped, embeddings).tolist())
     assert {6, 8} <= flagged
     assert flagged <= {6, 7, 8, 9}  # and at most their homologs, nothing else
+    gaps = homolog_gaps(swapped, embeddings)  # the measure behind the flag
+    assert gaps[6] > HOMOLOG_UNLIKE and gaps[8] > HOMOLOG_UNLIKE
+    assert (np.delete(gaps, [6, 7, 8, 9]) < 0).all()  # the others are most like their homolog
     embeddings[3] = np.nan  # no embedding: not judged, and its homolog has none to compare
     assert 3 not in homolog_unlike(types, embeddings)
+    assert np.isnan(homolog_gaps(types, embeddings)[[2, 3]]).all()
 
 
 def test_calibration_keeps_every_types_rank_and_softens_or_sharpens():

@@ -41,13 +41,15 @@ SEX_CONFIDENT = 0.95
 # this many times less probable (odds 100:1): the cell's sex then rests on doubtful crops
 SEX_ODDS = 100.0
 # a chromosome whose assigned type is wrong with a probability above this is flagged
-# "type unsure" (chosen on the val cells of both labs by bench/flag_quality.py: it catches
-# most wrong types while a cell the model got right carries about one flag or none)
-TYPE_DOUBT = 0.1
+# "type unsure" (chosen with HOMOLOG_UNLIKE on the val cells of both labs by
+# bench/flag_quality.py: of the rules that flag no more chromosomes of the cells the model
+# got right than 0.1 / 0.2 did, the one that catches the most wrong types and keeps the
+# homolog check; the model card has the figures)
+TYPE_DOUBT = 0.08
 # a chromosome whose picture is this much more like (cosine of the model's embeddings) a
 # chromosome given another type than like its most alike homolog is flagged "homolog
 # unlike" (a swapped pair looks so: each is its true type's twin); chosen with TYPE_DOUBT
-HOMOLOG_UNLIKE = 0.2
+HOMOLOG_UNLIKE = 0.3
 
 
 def _default_gains() -> dict[str, float]:
@@ -299,33 +301,38 @@ def _solve_baseline(costs: np.ndarray, baseline: tuple, fixed_counts: np.ndarray
     return cost + sex_cost, types
 
 
-def homolog_unlike(types: np.ndarray, embeddings: np.ndarray,
-                   margin: float = HOMOLOG_UNLIKE) -> np.ndarray:
-    """Indices of the chromosomes more like one of another type than like their homologs.
+def homolog_gaps(types: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    """How much more each chromosome is like one of another type than like its homologs.
 
     ``types``: the assigned class per chromosome; ``embeddings``: (n, D) the model's
-    embeddings of their pictures (rows of NaN: none, never flagged). A chromosome is flagged
-    when its cosine similarity to the most alike chromosome of another type exceeds that to
-    its most alike homolog by more than ``margin``; one without a homolog is not judged.
+    embeddings of their pictures (rows of NaN: none). Per chromosome, the cosine similarity
+    to the most alike chromosome of another type minus that to its most alike homolog; NaN
+    for one that cannot be judged (no embedding, no homolog or no other type).
     """
     types = np.asarray(types)
     embeddings = np.asarray(embeddings, dtype=np.float64)
+    gaps = np.full(len(types), np.nan)
     known = np.isfinite(embeddings).all(axis=1) if len(embeddings) else np.zeros(0, bool)
     if known.sum() < 2:
-        return np.zeros(0, np.int64)
+        return gaps
     unit = np.where(known[:, None], embeddings, 0.0)
     unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
     similarity = unit @ unit.T
     same = (types[:, None] == types[None, :]) & known[None, :]
     np.fill_diagonal(same, False)
     other = (types[:, None] != types[None, :]) & known[None, :]
-    flagged = []
     for row in np.flatnonzero(known):
         if same[row].any() and other[row].any():
-            gap = similarity[row, other[row]].max() - similarity[row, same[row]].max()
-            if gap > margin:
-                flagged.append(row)
-    return np.asarray(flagged, np.int64)
+            gaps[row] = similarity[row, other[row]].max() - similarity[row, same[row]].max()
+    return gaps
+
+
+def homolog_unlike(types: np.ndarray, embeddings: np.ndarray,
+                   margin: float = HOMOLOG_UNLIKE) -> np.ndarray:
+    """Indices of the chromosomes more like one of another type than like their homologs:
+    whose :func:`homolog_gaps` exceeds ``margin`` (one without a homolog is not judged)."""
+    gaps = homolog_gaps(types, embeddings)
+    return np.flatnonzero(np.nan_to_num(gaps, nan=-np.inf) > margin).astype(np.int64)
 
 
 def sex_uncertain(cell: Cell) -> bool:
