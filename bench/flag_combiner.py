@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from flag_quality import _read_lab  # the bench's own: a lab's cells, read once
+from flag_quality import _read_lab, add_lab_arguments  # the bench's own: a lab's cells
 from size_check import given, log_sizes
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -107,11 +107,7 @@ def cross_validated(model, features, wrong, groups, folds: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint")
-    parser.add_argument("--labs", nargs="+", default=[
-        "gband612=../shared/data/gband612", "cil24=../shared/data/cil24"])
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--limit", type=int, default=0, help="cells per lab (0: all)")
+    add_lab_arguments(parser, limit=0)
     parser.add_argument("--scores", type=float, nargs="+",
                         default=[0.03, 0.05, 0.08, 0.1, 0.15, 0.2])
     parser.add_argument("--folds", type=int, default=5)

@@ -126,13 +126,19 @@ def _read_lab(classifier, name: str, root: Path, args):
     return cells, raw, probabilities, labels
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_lab_arguments(parser: argparse.ArgumentParser, limit: int) -> None:
+    """The options of the benches that classify the labelled cells of labs: model, labs,
+    split, cells per lab."""
     parser.add_argument("--checkpoint")
     parser.add_argument("--labs", nargs="+", default=[
         "gband612=../shared/data/gband612", "cil24=../shared/data/cil24"])
     parser.add_argument("--split", default="val")
-    parser.add_argument("--limit", type=int, default=100, help="cells per lab (0: all)")
+    parser.add_argument("--limit", type=int, default=limit, help="cells per lab (0: all)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_lab_arguments(parser, limit=100)
     parser.add_argument("--doubts", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2, 0.3])
     parser.add_argument("--homolog", type=float, nargs="+", default=[HOMOLOG_UNLIKE, 9.0],
                         help="homolog-unlike margins to try (9: never flags)")
