@@ -116,23 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     args.without_suspect = True  # for _read_lab: label errors are not the model's
     classifier = Classifier(args.checkpoint, device="cpu")
     print(f"{classifier.description} on {args.split}")
-    features, wrong, shipped, doubt, lab_of, groups = [], [], [], [], [], []
-    labs = []
+    rows, lab_of, cell_of, labs = [], [], [], []
+    cells_read = 0  # one number per cell, across the labs
     for lab in args.labs:
         name, _, root = lab.partition("=")
         labs.append(name)
         cells, raw, _, _ = _read_lab(classifier, name, Path(root), args)
-        for index, (cell, prediction) in enumerate(zip(cells, raw)):
-            for row in cell_rows(classifier, cell, prediction):
-                features.append(row[0])
-                wrong.append(row[1])
-                shipped.append(row[2])
-                doubt.append(row[3])
-                lab_of.append(len(labs) - 1)
-                groups.append(f"{name}/{index}")
-    features, wrong = np.asarray(features), np.asarray(wrong, bool)
-    shipped, doubt, lab_of = np.asarray(shipped, bool), np.asarray(doubt), np.asarray(lab_of)
-    cell_of = np.unique(groups, return_inverse=True)[1]
+        for cell, prediction in zip(cells, raw):
+            mine = cell_rows(classifier, cell, prediction)
+            rows += mine
+            lab_of += [len(labs) - 1] * len(mine)
+            cell_of += [cells_read] * len(mine)
+            cells_read += 1
+    features, wrong, shipped, doubt = (np.asarray(column) for column in zip(*rows))
+    wrong, shipped, lab_of, cell_of = (wrong.astype(bool), shipped.astype(bool),
+                                       np.asarray(lab_of), np.asarray(cell_of))  # fmt: skip
     models = {
         "logistic": make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
         "boosted trees": HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05,
