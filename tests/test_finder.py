@@ -372,3 +372,42 @@ def test_a_small_spread_on_a_large_scan_is_found_where_it_lies(finder):
     x0, y0, x1, y1 = found[0].region.box
     assert x0 >= left - 5 and y0 >= top - 5
     assert scan[y0:y1, x0:x1][found[0].region.mask].mean() < np.median(spread) - 30
+
+
+def test_two_chromosomes_crossing_at_their_middles_found_as_one_are_both_given(
+    finder, monkeypatch
+):
+    """The net gives one box for an X (the two share a centre); the app makes it two
+    chromosomes, each cut alone, sharing the crossing and flagged for a look."""
+    import cv2
+
+    from karyo_gui.inference import finder as finding
+    from trainer.finder_file import Detection, FinderInput
+
+    grey = np.full((300, 360), 235, np.uint8)
+    bars = [((40, 40), (180, 180)), ((40, 180), (180, 40)), ((260, 40), (280, 240))]
+    for start, end in bars:
+        cv2.line(grey, start, end, 70, 14)
+    lone_box = (253.0, 33.0, 287.0, 247.0)
+
+    def one_box_for_the_x(forward, pixels, header, threshold=None):
+        prepared = FinderInput(np.zeros((320, 384), np.float32), 1.0, 14.0, pixels.shape)
+        found = [Detection((33.0, 33.0, 187.0, 187.0), 0.9), Detection(lone_box, 0.9)]
+        return found, np.ones((80, 96), np.float32), prepared
+
+    monkeypatch.setattr(finding, "detect_with", one_box_for_the_x)
+    result = finder.find(MetaphaseImage(grey))
+    assert len(result.found) == 3
+    crossing = [item for item in result.found if item.box != lone_box]
+    truth = []
+    for start, end in bars[:2]:
+        mask = np.zeros(grey.shape, np.uint8)
+        cv2.line(mask, start, end, 1, 14)
+        truth.append(mask.astype(bool))
+    for item in crossing:
+        mask = item.region.full_mask(grey.shape)
+        assert max((mask & t).sum() / (mask | t).sum() for t in truth) > 0.8
+        assert Flag.OVERLAP in item.flags
+        assert item.other_regions == []  # each cut alone: its own pixels are known
+    masks = [item.region.full_mask(grey.shape) for item in crossing]
+    assert (masks[0] & masks[1]).any()

@@ -486,9 +486,14 @@ class StandIn:
 
     description = model_id = "stand-in"
     device = device_name = "cpu"
+    quick_started = False  # as a model that built its network: after the first cell the
+    # model thread asks it to cache a quick copy
 
     def __init__(self):
         self.changed = []
+
+    def save_quick_start(self):
+        return None
 
     @staticmethod
     def _rows(count):

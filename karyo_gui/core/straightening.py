@@ -88,7 +88,7 @@ def chromosome_mask(image: np.ndarray) -> np.ndarray | None:
     return padded[1:-1, 1:-1].astype(bool)
 
 
-def _pixel_edges(mask: np.ndarray, cost: np.ndarray):
+def pixel_edges(mask: np.ndarray, cost: np.ndarray):
     """The mask's pixels (x, y) and the edges joining 8-neighbours, each weighted by its
     length and by its length times the mean ``cost`` of its two pixels."""
     height, width = mask.shape
@@ -112,7 +112,7 @@ def _pixel_edges(mask: np.ndarray, cost: np.ndarray):
 # scipy's graph and filter modules are imported where they are used: a third of a second that
 # the window's first paint (which draws cut-out chromosomes, never traced ones) need not wait
 
-def _graph(starts, ends, weights, size: int):
+def pixel_graph(starts, ends, weights, size: int):
     from scipy import sparse
 
     return sparse.csr_matrix((weights, (starts, ends)), shape=(size, size))
@@ -154,7 +154,7 @@ def centre_lines(images: list[np.ndarray]) -> list[CentreLine | None]:
         to_edge = to_edge[1:-1, 1:-1]
         half_width = float(to_edge.max())
         ridge_cost = 1.0 + OFF_RIDGE_COST * (1.0 - to_edge / half_width) ** 2
-        pixels, edges = _pixel_edges(mask, ridge_cost)
+        pixels, edges = pixel_edges(mask, ridge_cost)
         traced.append(k)
         parts.append((pixels, edges, int(np.argmax(to_edge[mask]))))
         half_widths.append(half_width)
@@ -171,11 +171,11 @@ def centre_lines(images: list[np.ndarray]) -> list[CentreLine | None]:
         for i in (0, 1)
     )
     lengths, costs = (np.concatenate([edges[i] for _, edges, _ in parts]) for i in (2, 3))
-    plain = _graph(starts, ends, lengths, first[-1])
+    plain = pixel_graph(starts, ends, lengths, first[-1])
     middles = first[:-1] + np.array([middle for _, _, middle in parts])
     one_end = _farthest(dijkstra(plain, False, middles, min_only=True), first)
     other_end = _farthest(dijkstra(plain, False, one_end, min_only=True), first)
-    ridge = _graph(starts, ends, costs, first[-1])
+    ridge = pixel_graph(starts, ends, costs, first[-1])
     _, previous, _ = dijkstra(ridge, False, one_end, True, min_only=True)
     pixels = np.concatenate([pixels for pixels, _, _ in parts])
     for k, start, end, half_width, mask in zip(traced, one_end, other_end, half_widths, masks):

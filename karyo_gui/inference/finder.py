@@ -9,7 +9,10 @@ ONNX copy; no Qt).
 The finder model gives one box per chromosome (a centre-point detector, so two crossing
 chromosomes are two boxes) and the chromosome pixels; each box's mask is then made from
 the dark pixels of the image (``core.metaphase.regions_for_boxes``: a neighbour reaching
-into the box stays the neighbour's, the pixels of a crossing belong to both). Objects the
+into the box stays the neighbour's, the pixels of a crossing belong to both). Two
+chromosomes crossing at their middles share one centre, so the finder gives them one box:
+a region shaped like an X is separated into its two chromosomes
+(``core.crossings.separate_crossings``), the partner drawn with a box of its own. Objects the
 finder is unsure of are flagged for review: a low score (FINDER_UNSURE), a region too large
 for one chromosome (CLUSTER), two regions sharing many pixels (OVERLAP).
 """
@@ -25,6 +28,7 @@ import cv2
 import numpy as np
 
 from karyo_gui.core.case import Cell, Chromosome, Flag
+from karyo_gui.core.crossings import separate_crossings
 from karyo_gui.core.metaphase import (
     CLUSTER_AREA,
     TYPICAL_WIDTH,
@@ -168,13 +172,19 @@ class ChromosomeFinder:
         boxes = [d.box for d in detections]
         regions = regions_for_boxes(chromosome_pixels, boxes, width)
         cuts = other_cuts(chromosome_pixels, boxes, regions, width)
+        scores = [d.score for d in detections]
+        # two chromosomes crossing at their middles share a centre: one box, an X of both
+        for split in separate_crossings(chromosome_pixels, np.array(boxes), regions, width):
+            regions[split.index], cuts[split.index] = split.own, []
+            boxes.append(split.partner_box)
+            regions.append(split.partner)
+            cuts.append([])
+            scores.append(scores[split.index])
         found = []
-        for detection, region, others in zip(detections, regions, cuts):
+        for (x0, y0, x1, y1), region, others, score in zip(boxes, regions, cuts, scores):
             if region is not None:  # back from the spread's part to the whole image
-                x0, y0, x1, y1 = detection.box
-                box = (x0 + left, y0 + top, x1 + left, y1 + top)
                 found.append(FoundChromosome(
-                    region.shifted(left, top), detection.score, box,
+                    region.shifted(left, top), score, (x0 + left, y0 + top, x1 + left, y1 + top),
                     other_regions=[cut.shifted(left, top) for cut in others],
                 ))
         found = _flagged(found, self.header.review_threshold, width)
