@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.add_argument("--quick-start", action="store_true",
                         help="run the networks' ONNX copies with OpenCV, as the app on a CPU")
+    parser.add_argument("--crossings-whole", action="store_true",
+                        help="leave an X the finder gave one box as one object (to measure what "
+                        "separating it brings)")
     parser.add_argument("--json", help="also write the metrics here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -54,12 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         names = names[: args.limit]
     quick = args.quick_start
-    finder = ChromosomeFinder(args.finder, args.device, quick_start=quick)
+    separate = not args.crossings_whole
+    finder = ChromosomeFinder(args.finder, args.device, quick_start=quick,
+                              separate_crossings=separate)  # fmt: skip
     classifier = Classifier(args.checkpoint, args.device, quick_start=quick)
     if quick and not (finder.quick_started and classifier.quick_started):
         finder.save_quick_start()
         classifier.save_quick_start()
-        finder = ChromosomeFinder(args.finder, args.device, quick_start=True)
+        finder = ChromosomeFinder(args.finder, args.device, quick_start=True,
+                                  separate_crossings=separate)  # fmt: skip
         classifier = Classifier(args.checkpoint, args.device, quick_start=True)
         if not (finder.quick_started and classifier.quick_started):
             print("--quick-start: the ONNX copies could not be written or run here "

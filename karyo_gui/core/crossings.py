@@ -36,7 +36,7 @@ MIN_ANGLE = 35.0  # degrees between the two paths (splayed sister chromatids mee
 MIN_LENGTH = 2.0  # chromosome widths, each path
 SEARCH = 0.5  # the partner is followed this share of the box's longer side past the box
 RUNS_INTO = 1.0  # a partner touching another chromosome's pixels over this many widths is its piece
-DUPLICATE_IOU = 0.5  # a partner whose box meets another found box this well was found already
+FOUND_IOU = 0.5  # a partner whose box meets another found box this well was found already
 _DIRECTIONS = np.array(
     [(np.cos(a), np.sin(a)) for a in np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)]
 )
@@ -148,8 +148,8 @@ def box_margin(boxes: np.ndarray, regions: list[Region | None]) -> float:
     meets = box_iou_matrix(boxes, boxes)
     np.fill_diagonal(meets, 0.0)
     gaps = []
-    for box, region, others in zip(boxes, regions, meets):
-        if region is None or (others.size and others.max() > 0):
+    for box, region, meeting in zip(boxes, regions, meets):
+        if region is None or (meeting.size and meeting.max() > 0):
             continue
         x0, y0, x1, y1 = region.box
         gaps += [x0 - box[0], y0 - box[1], box[2] - x1, box[3] - y1]
@@ -197,7 +197,7 @@ def separate_crossings(pixels: np.ndarray, boxes: np.ndarray, regions: list[Regi
         partner, partner_box = cuts[1 - mine], tuple(float(v) for v in drawn[1 - mine])
         others_boxes = np.array([box for k, box in enumerate(taken) if k != index])
         if len(others_boxes) and (
-            box_iou_matrix(np.array([partner_box]), others_boxes).max() >= DUPLICATE_IOU
+            box_iou_matrix(np.array([partner_box]), others_boxes).max() >= FOUND_IOU
         ):
             continue  # found already (its own box may well be as large: an X fills both)
         near = cv2.dilate(parts[1 - mine].astype(np.uint8), np.ones((5, 5), np.uint8))

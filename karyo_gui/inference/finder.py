@@ -86,10 +86,14 @@ class ChromosomeFinder:
         checkpoint: str | os.PathLike | None = None,
         device: str = "auto",
         quick_start: bool = False,
+        separate_crossings: bool = True,
     ) -> None:
         """``quick_start``: on the CPU, run a cached ONNX copy of the finder's network when
         there is a valid one (``inference.quick_start``: no torch import, the same boxes);
-        :meth:`save_quick_start` writes one after a start that built the network."""
+        :meth:`save_quick_start` writes one after a start that built the network.
+        ``separate_crossings``: an X given one box becomes its two chromosomes (off only to
+        measure what that brings: ``bench/metaphase_finder.py --crossings-whole``)."""
+        self.separate_crossings = separate_crossings
         self.path = Path(checkpoint) if checkpoint is not None else default_finder()
         self._device = None if quick_start and surely_cpu(device) else pick_device(device)
         self.net = self._quick = None
@@ -174,7 +178,9 @@ class ChromosomeFinder:
         cuts = other_cuts(chromosome_pixels, boxes, regions, width)
         scores = [d.score for d in detections]
         # two chromosomes crossing at their middles share a centre: one box, an X of both
-        for split in separate_crossings(chromosome_pixels, np.array(boxes), regions, width):
+        splits = (separate_crossings(chromosome_pixels, np.array(boxes), regions, width)
+                  if self.separate_crossings else [])  # fmt: skip
+        for split in splits:
             regions[split.index], cuts[split.index] = split.own, []
             boxes.append(split.partner_box)
             regions.append(split.partner)
