@@ -295,8 +295,8 @@ def _evaluate_metaphases(args: argparse.Namespace) -> int:
 
 
 def format_metaphase_metrics(metrics: dict) -> str:
-    keys = ("detection_recall", "detection_precision", "count_exact", "typed_accuracy",
-            "karyotype_exact", "seconds_per_metaphase", "boxes_crop_accuracy",
+    keys = ("detection_recall", "detection_precision", "count_exact", "counted_exact",
+            "typed_accuracy", "karyotype_exact", "seconds_per_metaphase", "boxes_crop_accuracy",
             "boxes_assigned_accuracy")
     parts = [("all", metrics), *metrics.get("by_difficulty", {}).items()]
     lines = [f"{'':24s}" + "".join(f"{name:>15s}" for name, _ in parts)]

@@ -15,7 +15,8 @@ from karyo_gui.core.assignment import (
     homolog_gaps,
     homolog_unlike,
 )
-from karyo_gui.core.case import Flag
+from karyo_gui.core.case import Case, Flag
+from karyo_gui.core.case_file import load_case, save_case
 from karyo_gui.core.iscn import parse_karyotype
 from karyo_gui.core.labels import N_TYPES, ChromosomeType
 from karyo_gui.core.synthetic import generate_cell
@@ -286,3 +287,77 @@ def test_without_embeddings_the_homolog_check_keeps_its_last_answer_where_the_ty
     assert Flag.HOMOLOG_UNLIKE in kept.flags  # the same type: the last answer stands
     assert Flag.HOMOLOG_UNLIKE not in cell.chromosomes[a].flags  # new type: not known
     assert Flag.HOMOLOG_UNLIKE not in cell.chromosomes[b].flags
+
+
+def _with_debris(karyotype: str, debris: dict[int, float], seed: int = 0) -> np.ndarray:
+    """A cell's confident crops and, last, one more object read as ``debris`` says."""
+    probabilities = np.vstack([confident(types_of(karyotype), seed=seed), np.zeros(N_TYPES)])
+    blend(probabilities, len(probabilities) - 1, debris)
+    return probabilities
+
+
+def test_an_object_the_finder_doubts_that_fits_no_free_place_is_set_aside():
+    # a speck read as "4" beside two sure 4s: without the finder's doubt it becomes a
+    # third 4 (47,XY,+4) or pushes a true chromosome out of its place
+    probabilities = _with_debris("46,XY", {T.autosome(4).value: 0.5, T.autosome(5).value: 0.3})
+    counted = assign_types(probabilities)
+    assert not counted.set_aside.any() and counted.count == 47
+
+    doubt = np.zeros(len(probabilities))
+    doubt[-1] = 0.3
+    result = assign_types(probabilities, not_chromosome=doubt)
+
+    assert result.set_aside.tolist() == [False] * 46 + [True]
+    assert result.types[-1] == T.autosome(4).value  # it keeps the model's own first choice
+    kept = result.types[~result.set_aside]
+    assert kept.tolist() == types_of("46,XY")
+    # in doubt as its own reading says
+    assert result.doubts[-1] == pytest.approx(1 - probabilities[-1, T.autosome(4).value])
+
+
+def test_a_sure_object_or_a_reviewers_label_is_never_set_aside():
+    # a true trisomy 21 the finder was sure of: the third 21 counts
+    probabilities = _with_debris("46,XY", {T.autosome(21).value: 0.95, T.autosome(22).value: 0.05})
+    result = assign_types(probabilities, not_chromosome=np.zeros(len(probabilities)))
+    assert not result.set_aside.any() and result.karyotype == "47,XY,+21"
+    # a doubtful object a reviewer labelled is a chromosome, whatever the finder thought
+    debris = _with_debris("46,XY", {T.autosome(4).value: 0.5, T.autosome(5).value: 0.3})
+    doubt = np.zeros(len(debris))
+    doubt[-1] = 0.3
+    fixed = assign_types(debris, fixed={len(debris) - 1: T.autosome(4).value},
+                         not_chromosome=doubt)
+    assert not fixed.set_aside.any() and fixed.types[-1] == T.autosome(4).value
+    with pytest.raises(ValueError, match="not_chromosome"):
+        assign_types(debris, not_chromosome=np.zeros(3))
+
+
+def test_a_set_aside_object_is_shown_unclassified_and_not_counted_until_labelled(tmp_path):
+    cell = generate_cell("46,XY", seed=6)
+    extra = cell.chromosomes[0].__class__(id="m999", image=cell.chromosomes[0].image)
+    cell.chromosomes.append(extra)
+    probabilities = _with_debris("46,XY", {T.autosome(4).value: 0.5, T.autosome(5).value: 0.3})
+    rows = [types_of("46,XY").index(c.given.value) for c in cell.chromosomes[:-1]]
+    ordered = np.vstack([probabilities[:-1][rows], probabilities[-1:]])
+    doubt = np.zeros(len(ordered))
+    doubt[-1] = 0.3
+
+    apply_assignment(cell, list(range(len(cell))), ordered,
+                     assign_types(ordered, not_chromosome=doubt))
+
+    assert extra.label is T.UNCLASSIFIED and extra.predicted is T.autosome(4)
+    assert Flag.SET_ASIDE in extra.flags and not extra.counted
+    assert Flag.LOW_CONFIDENCE not in extra.flags
+    assert cell.karyotype == "46,XY"  # not 47,XY,+mar
+    # saved and opened again, it is still set aside and still not counted
+    case = Case(case_id="c", cells=[cell])
+    save_case(case, tmp_path / "c.karyo")
+    again = load_case(tmp_path / "c.karyo").cells[0]
+    assert Flag.SET_ASIDE in again.chromosome("m999").flags and again.karyotype == "46,XY"
+    # a reviewer who sees a chromosome there gives it its type: now it counts
+    cell.set_manual_label("m999", T.autosome(4), by="reviewer")
+    assert extra.counted and cell.karyotype == "47,XY,+4"
+    # classified again, the labelled object stays counted and loses the flag
+    apply_assignment(cell, list(range(len(cell))), ordered,
+                     assign_types(ordered, fixed={len(cell) - 1: T.autosome(4).value},
+                                  not_chromosome=doubt))
+    assert Flag.SET_ASIDE not in extra.flags and extra.counted

@@ -236,8 +236,8 @@ def test_evaluate_on_annotated_metaphases_writes_the_metaphase_keys(annotated, t
                    "--device", "cpu"])  # fmt: skip
     assert status == 0
     metrics = json.loads(out.read_text())
-    for key in ("detection_recall", "detection_precision", "count_exact", "typed_accuracy",
-                "karyotype_exact", "seconds_per_metaphase"):  # fmt: skip
+    for key in ("detection_recall", "detection_precision", "count_exact", "counted_exact",
+                "typed_accuracy", "karyotype_exact", "seconds_per_metaphase"):  # fmt: skip
         assert 0 <= metrics[key] <= (1 if key != "seconds_per_metaphase" else 60), key
     assert metrics["detection_recall"] >= 0.8
     assert metrics["n_metaphases"] == 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from karyo_gui.cli import main
-from karyo_gui.core.case import CellStatus, Flag
+from karyo_gui.core.case import CellStatus, Chromosome, Flag
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.loaders import write_cell
 from karyo_gui.core.synthetic import generate_cell
@@ -66,6 +66,26 @@ def test_manual_labels_are_kept_and_missing_pictures_are_skipped(classifier):
     assert missing.assigned is None and missing.probabilities is None
     assert result.assignment.count == len(cell) - 2
     assert first.id not in result.moved
+
+
+def test_an_object_the_finder_doubts_that_fits_no_place_is_set_aside(classifier):
+    """A metaphase's doubtful object (a speck or a piece, found with a low score) read as a
+    third 4 is set aside, not counted; the same object found surely counts."""
+    for score, doubted in ((0.38, True), (0.95, False)):
+        cell = generate_cell("46,XY", seed=UNSEEN + 11)
+        four = next(c for c in cell.chromosomes if c.given is ChromosomeType.autosome(4))
+        extra = Chromosome(id="m999", image=four.image.copy(), found_score=score,
+                           flags={Flag.FINDER_UNSURE} if doubted else set())
+        cell.chromosomes.append(extra)
+        classifier.classify(cell)
+        if doubted:
+            assert Flag.SET_ASIDE in extra.flags and not extra.counted
+            assert extra.label is ChromosomeType.UNCLASSIFIED
+            assert extra.predicted is ChromosomeType.autosome(4)
+            assert cell.karyotype == "46,XY"
+        else:
+            assert Flag.SET_ASIDE not in extra.flags and extra.counted
+            assert cell.karyotype.startswith("47,XY")
 
 
 def test_a_chromosome_is_read_together_with_its_other_cuts(classifier):

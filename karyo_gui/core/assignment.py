@@ -34,6 +34,7 @@ from karyo_gui.core.labels import N_TYPES, ChromosomeType
 
 _X, _Y = ChromosomeType.X.value, ChromosomeType.Y.value
 _FLOOR = 1e-6  # no crop's probability counts as lower: one mistake costs at most 13.8
+_NEVER = 1e6  # the cost of setting aside a crop that surely is a chromosome
 # A sex chromosome call decides a diagnosis, so it is held to a higher bar than other types:
 # an X or Y assigned below this probability is flagged "sex uncertain"...
 SEX_CONFIDENT = 0.95
@@ -119,6 +120,9 @@ class CellAssignment:
     # the karyotype with it) against the chosen one, 1 / (1 + exp(cost gap)); 0 for a crop
     # a reviewer labelled
     doubts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # (n,) crops set aside as likely not a chromosome (``assign_types(not_chromosome=...)``):
+    # each keeps its own best type and took no slot of the karyotype
+    set_aside: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     @property
     def sex_in_doubt(self) -> bool:
@@ -176,8 +180,11 @@ def _solve(
     loss: np.ndarray,
     gain: np.ndarray,
     fixed_counts: np.ndarray,
+    aside: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """The best types for one baseline (expected copies per type) and the labelling's cost."""
+    """The best types for one baseline (expected copies per type) and the labelling's cost.
+    ``aside``: per crop, the cost of setting it aside (not a chromosome of the cell: it takes
+    no slot and keeps its own best type), or None when every crop is one."""
     n = len(costs)
     extra = 2 + max(0, math.ceil((n - int(expected.sum())) / N_TYPES))
     slot_type, slot_offset = [], []
@@ -191,24 +198,34 @@ def _solve(
 
     slot_type = np.asarray(slot_type)
     matrix = costs[:, slot_type] + np.asarray(slot_offset)[None, :]
+    if aside is not None:  # one set-aside column per crop, priced by the crop
+        matrix = np.hstack([matrix, np.repeat(np.minimum(aside, _NEVER)[:, None], n, 1)])
     rows, columns = linear_sum_assignment(matrix)
-    types = np.empty(n, dtype=np.int64)
-    types[rows] = slot_type[columns]
+    types = np.argmin(costs, axis=1) if n else np.zeros(0, np.int64)
+    kept = columns < len(slot_type)
+    types[rows[kept]] = slot_type[columns[kept]]
     # turning the bonuses of the expected slots into penalties for the empty ones
     cost = float(matrix[rows, columns].sum() + (expected * loss).sum())
-    return types, cost
+    set_aside = np.zeros(n, bool)
+    set_aside[rows[~kept]] = True
+    return types, cost, set_aside
 
 
 def assign_types(
     probabilities: np.ndarray,
     prior: KaryotypePrior | None = None,
     fixed: Mapping[int, int] | None = None,
+    not_chromosome: np.ndarray | None = None,
 ) -> CellAssignment:
     """The most probable types of all crops of one cell, with its karyotype.
 
     ``probabilities``: (crops, 24) classifier probabilities over 1-22, X, Y.
     ``fixed``: crop index -> type index of crops whose type is known (a reviewer's label);
     the other crops are assigned around them.
+    ``not_chromosome``: per crop, the probability that it is not one whole chromosome (an
+    object the metaphase finder was unsure of: debris, a piece, two chromosomes as one).
+    Such an object may be set aside: it keeps the classifier's own type and takes no slot
+    of the karyotype, so a piece of debris cannot push a true chromosome out of its place.
     """
     prior = prior or KaryotypePrior()
     probabilities = _check(probabilities)
@@ -223,13 +240,14 @@ def assign_types(
         costs[index] = np.inf
         costs[index, chromosome_type] = 0.0
         fixed_counts[chromosome_type] += 1
+    aside = _aside_costs(not_chromosome, len(costs), fixed)
     baselines = _baselines(prior)
     results = sorted(
-        (_solve_baseline(costs, baseline, fixed_counts) for baseline in baselines),
+        (_solve_baseline(costs, baseline, fixed_counts, aside) for baseline in baselines),
         key=lambda result: result[0],
     )
-    (cost, types), (alternative_cost, alternative_types) = results
-    doubts = _doubts(costs, types, cost, baselines, fixed_counts)
+    (cost, types, set_aside), (alternative_cost, alternative_types, _) = results
+    doubts = _doubts(costs, types, cost, baselines, fixed_counts, aside, set_aside)
     assigned = probabilities[np.arange(len(types)), types]
     others = probabilities.copy()
     others[np.arange(len(types)), types] = -np.inf
@@ -244,11 +262,31 @@ def assign_types(
         alternative_cost=alternative_cost,
         alternative_sex=sex_chromosomes(_counts(alternative_types)),
         doubts=doubts,
+        set_aside=set_aside,
     )
 
 
+def _aside_costs(not_chromosome: np.ndarray | None, n: int, fixed: Mapping[int, int] | None
+                 ) -> np.ndarray | None:
+    """The cost of setting each crop aside against counting it, log((1 - q) / q) for its
+    probability q of not being a chromosome; None when no crop can be set aside."""
+    if not_chromosome is None:
+        return None
+    q = np.asarray(not_chromosome, np.float64).reshape(-1)
+    if len(q) != n or not np.isfinite(q).all():
+        raise ValueError(f"not_chromosome must hold one finite probability per crop ({n})")
+    q = np.clip(q, 0.0, 1.0 - 1e-9)
+    aside = np.full(n, _NEVER)
+    doubtful = q > 0
+    aside[doubtful] = np.log((1.0 - q[doubtful]) / q[doubtful])
+    for index in fixed or {}:
+        aside[index] = _NEVER  # a reviewer labelled it: it is a chromosome
+    return aside if doubtful.any() else None
+
+
 def _doubts(costs: np.ndarray, types: np.ndarray, cost: float, baselines: list,
-            fixed_counts: np.ndarray) -> np.ndarray:
+            fixed_counts: np.ndarray, aside: np.ndarray | None = None,
+            set_aside: np.ndarray | None = None) -> np.ndarray:
     """The probability that each crop's type is wrong, over the labellings near the best.
 
     For every crop, the best labelling that gives it any other type (its runner-up; the
@@ -256,15 +294,21 @@ def _doubts(costs: np.ndarray, types: np.ndarray, cost: float, baselines: list,
     and the best one are weighed by their probabilities, exp(-cost), and a crop's doubt is
     the weight of those among them that give it another type. A crop of a pair the model
     swapped is in doubt with its partner, not only when its own runner-up is close.
+    A crop set aside is in doubt as its own probabilities say (it is outside the cell's
+    labelling).
     """
     alternatives: dict[bytes, tuple[float, np.ndarray]] = {}
+    own = np.zeros(len(types))
     for row in range(len(types)):
         if np.isinf(costs[row]).sum() == N_TYPES - 1:
             continue  # a reviewer's label: nothing else is possible
+        if set_aside is not None and set_aside[row]:
+            own[row] = 1.0 - math.exp(-costs[row, types[row]])
+            continue
         other = costs.copy()
         other[row, types[row]] = np.inf  # any type but the one it was given
-        runner_up, runner_types = min(
-            (_solve_baseline(other, baseline, fixed_counts) for baseline in baselines),
+        runner_up, runner_types, _ = min(
+            (_solve_baseline(other, baseline, fixed_counts, aside) for baseline in baselines),
             key=lambda result: result[0],
         )
         alternatives.setdefault(runner_types.tobytes(), (runner_up, runner_types))
@@ -274,7 +318,10 @@ def _doubts(costs: np.ndarray, types: np.ndarray, cost: float, baselines: list,
         weight = math.exp(-min(runner_up - cost, 700.0))
         total += weight
         doubts[runner_types != types] += weight
-    return doubts / total
+    doubts /= total
+    if set_aside is not None:
+        doubts[set_aside] = own[set_aside]
+    return doubts
 
 
 def _baselines(prior: KaryotypePrior) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
@@ -293,12 +340,13 @@ def _baselines(prior: KaryotypePrior) -> list[tuple[np.ndarray, np.ndarray, np.n
     return baselines
 
 
-def _solve_baseline(costs: np.ndarray, baseline: tuple, fixed_counts: np.ndarray
-                    ) -> tuple[float, np.ndarray]:
-    """The cost of the best labelling under one baseline, and its types."""
+def _solve_baseline(costs: np.ndarray, baseline: tuple, fixed_counts: np.ndarray,
+                    aside: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+    """The cost of the best labelling under one baseline, its types and the crops it set
+    aside."""
     expected, loss, gain, sex_cost = baseline
-    types, cost = _solve(costs, expected, loss, gain, fixed_counts)
-    return cost + sex_cost, types
+    types, cost, set_aside = _solve(costs, expected, loss, gain, fixed_counts, aside)
+    return cost + sex_cost, types, set_aside
 
 
 def homolog_gaps(types: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
@@ -365,14 +413,19 @@ def apply_assignment(
     in the order of the rows of ``probabilities``. Their predicted and assigned types,
     probabilities and flags are replaced; manual labels are kept as they are.
     """
-    moved = set(assignment.changed.tolist())
-    unsure = set(assignment.low_confidence(doubt).tolist())
+    set_aside = (set(np.flatnonzero(assignment.set_aside).tolist())
+                 if len(assignment.set_aside) else set())  # fmt: skip
+    moved = set(assignment.changed.tolist()) - set_aside
+    unsure = set(assignment.low_confidence(doubt).tolist()) - set_aside
     embeddings = [cell.chromosomes[index].embedding for index in indices]
     if any(e is not None for e in embeddings):
         width = next(len(e) for e in embeddings if e is not None)
         stacked = np.stack([np.full(width, np.nan) if e is None or len(e) != width else e
                             for e in embeddings])
-        unlike = set(homolog_unlike(assignment.types, stacked, homolog_margin).tolist())
+        counted_types = assignment.types.copy()
+        counted_types[list(set_aside)] = ChromosomeType.UNCLASSIFIED.value  # no one's homolog
+        unlike = set(homolog_unlike(counted_types, stacked, homolog_margin).tolist()
+                     ) - set_aside  # fmt: skip
     else:  # no embeddings (a case file opened again): the last answer stands where the
         # chromosome keeps its type, since the check cannot be made again without them
         unlike = {row for row, index in enumerate(indices)
@@ -386,7 +439,15 @@ def apply_assignment(
         chromosome.probabilities = probabilities[row].astype(np.float32)
         chromosome.predicted = ChromosomeType(int(assignment.predicted[row]))
         chromosome.assigned = ChromosomeType(int(assignment.types[row]))
-        chromosome.flags -= {Flag.MOVED_BY_ASSIGNMENT, Flag.LOW_CONFIDENCE, Flag.HOMOLOG_UNLIKE}
+        chromosome.flags -= {Flag.MOVED_BY_ASSIGNMENT, Flag.LOW_CONFIDENCE, Flag.HOMOLOG_UNLIKE,
+                             Flag.SET_ASIDE}
+        if row in set_aside and chromosome.manual is None:
+            # likely no chromosome: in the unclassified bucket, not counted, the model's own
+            # first choice kept as its prediction
+            chromosome.assigned = ChromosomeType.UNCLASSIFIED
+            chromosome.flags.add(Flag.SET_ASIDE)
+            chromosome.flags.discard(Flag.SEX_UNCERTAIN)
+            continue
         if row in moved and chromosome.manual is None:
             chromosome.flags.add(Flag.MOVED_BY_ASSIGNMENT)
             changed_ids.append(chromosome.id)

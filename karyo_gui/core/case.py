@@ -57,6 +57,10 @@ class Flag(str, enum.Enum):
     # looks more like a chromosome given another type than like its own homolog(s): a
     # swapped pair, or two unlike chromosomes given one type
     HOMOLOG_UNLIKE = "homolog_unlike"
+    # set aside by the karyotype assignment as likely no chromosome of the cell (an object
+    # the finder was unsure of that fits no free place: debris, a piece, two as one): not
+    # counted in the karyotype until a reviewer gives it a type
+    SET_ASIDE = "set_aside"
 
 
 # what each flag asks of the reviewer. Type flags: the type may be wrong (these send N
@@ -185,6 +189,12 @@ class Chromosome:
     other_cuts: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
+    def counted(self) -> bool:
+        """Whether the cell's karyotype counts it: not when the assignment set it aside as
+        likely no chromosome and no reviewer has labelled it since."""
+        return self.manual is not None or Flag.SET_ASIDE not in self.flags
+
+    @property
     def label(self) -> ChromosomeType:
         for candidate in (
             self.manual.label if self.manual else None,
@@ -268,7 +278,8 @@ class Cell:
         raise KeyError(f"cell {self.name} has no chromosome {chromosome_id!r}")
 
     def label_counts(self) -> Counter[ChromosomeType]:
-        return Counter(chromosome.label for chromosome in self.chromosomes)
+        """Counts of the labels shown, of the chromosomes the karyotype counts."""
+        return Counter(chromosome.label for chromosome in self.chromosomes if chromosome.counted)
 
     def given_counts(self) -> Counter[ChromosomeType]:
         """Counts of the labels the input came with (the truth of a labelled cell)."""

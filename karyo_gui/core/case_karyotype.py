@@ -124,7 +124,7 @@ def cell_line(cell: Cell) -> Karyotype:
     labels show and the structural abnormalities marked on it (a marked derivative stands
     for the normal chromosome(s) it replaces, so t(9;22) does not read as -9,-22,+9,+22).
     Raises MarkProblem when a mark does not read as ISCN."""
-    counts = Counter(chromosome.label for chromosome in cell.chromosomes)
+    counts = cell.label_counts()
     structural = []
     for marked in cell.abnormalities:
         try:

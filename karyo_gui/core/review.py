@@ -124,7 +124,7 @@ def needs_review(chromosome: Chromosome, orientation: bool = False) -> bool:
 
 # flags of the finder that put the cell's count in doubt: an object that may be two
 # touching chromosomes, or crosses another, or may be no chromosome at all
-COUNT_FLAGS = frozenset({Flag.CLUSTER, Flag.OVERLAP, Flag.FINDER_UNSURE})
+COUNT_FLAGS = frozenset({Flag.CLUSTER, Flag.OVERLAP, Flag.FINDER_UNSURE, Flag.SET_ASIDE})
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,7 @@ FLAG_WORDS = {
     Flag.FINDER_UNSURE: "the finder is unsure it is a chromosome",
     Flag.CLUSTER: "may be touching chromosomes",
     Flag.OVERLAP: "crosses another chromosome",
+    Flag.SET_ASIDE: "not counted: perhaps no chromosome (debris, a piece, or two as one)",
 }
 
 

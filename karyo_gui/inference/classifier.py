@@ -29,9 +29,10 @@ from karyo_gui.core.assignment import (
     assign_types,
     calibrated,
 )
-from karyo_gui.core.case import Cell, Chromosome
+from karyo_gui.core.case import Cell, Chromosome, Flag
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.orientation import apply_orientation_guess
+from karyo_gui.inference.finder import not_chromosome_probability
 from trainer.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, read_header
 from trainer.config import SECOND_LOOK_MARGIN
 from trainer.devices import pick_device, surely_cpu
@@ -302,7 +303,15 @@ class Classifier:
             if manual is not None:
                 fixed[len(rows)] = manual.label.value
             rows.append(row)
-        assignment = assign_types(probabilities[rows], self.prior, fixed)
+        # an object the finder itself was unsure of may be set aside as no chromosome where
+        # it fits no free place; one found surely (a trisomy's third copy) never is
+        assigned = [cell.chromosomes[pictured[row]] for row in rows]
+        not_chromosome = np.array([
+            not_chromosome_probability(c.found_score)
+            if c.found_score is not None and Flag.FINDER_UNSURE in c.flags else 0.0
+            for c in assigned
+        ])  # fmt: skip
+        assignment = assign_types(probabilities[rows], self.prior, fixed, not_chromosome)
         indices = [pictured[row] for row in rows]
         moved = apply_assignment(
             cell, indices, probabilities[rows], assignment, self.doubt, self.model_id,

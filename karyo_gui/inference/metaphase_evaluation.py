@@ -8,6 +8,9 @@ boxes (box IoU >= 0.5) and these figures come out:
     detection_recall     annotated chromosomes matched by a found object
     detection_precision  found objects that match an annotated chromosome
     count_exact          metaphases with as many objects found as annotated
+    counted_exact        metaphases whose karyotype counts as many chromosomes as annotated
+                         (the objects found less those the assignment set aside as likely no
+                         chromosome: ``n_set_aside``)
     typed_accuracy       annotated chromosomes matched AND given their type after the assignment
     karyotype_exact      metaphases whose ISCN from the found, assigned objects equals the
                          annotated one
@@ -69,6 +72,7 @@ def evaluate_metaphases(
                 for k in (
                     "name",
                     "found",
+                    "counted",
                     "annotated",
                     "matched",
                     "karyotype",
@@ -116,6 +120,8 @@ def _one(metaphase: AnnotatedMetaphase, finder: ChromosomeFinder, classifier: Cl
     return {
         "name": metaphase.name,
         "found": len(cell.chromosomes),
+        # the karyotype's count: the objects found less those the assignment set aside
+        "counted": sum(c.counted for c in cell.chromosomes),
         "annotated": len(metaphase.chromosomes),
         "matched": len(matches),
         "typed": typed,
@@ -154,6 +160,8 @@ def _summary(rows: list[dict]) -> dict:
         "detection_recall": matched / max(annotated, 1),
         "detection_precision": matched / max(found, 1),
         "count_exact": float(np.mean([r["found"] == r["annotated"] for r in rows])),
+        "counted_exact": float(np.mean([r["counted"] == r["annotated"] for r in rows])),
+        "n_set_aside": sum(r["found"] - r["counted"] for r in rows),
         "typed_accuracy": sum(r["typed"] for r in rows) / max(annotated, 1),
         "karyotype_exact": float(np.mean([r["karyotype_exact"] for r in rows])),
         "seconds_per_metaphase": float(np.mean(seconds)),
