@@ -181,10 +181,11 @@ def _solve(
     gain: np.ndarray,
     fixed_counts: np.ndarray,
     aside: np.ndarray | None = None,
-) -> tuple[np.ndarray, float]:
-    """The best types for one baseline (expected copies per type) and the labelling's cost.
-    ``aside``: per crop, the cost of setting it aside (not a chromosome of the cell: it takes
-    no slot and keeps its own best type), or None when every crop is one."""
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """The best types for one baseline (expected copies per type), the labelling's cost and
+    the crops it set aside. ``aside``: per crop, the cost of setting it aside (not a
+    chromosome of the cell: it takes no slot and keeps its own best type), or None when
+    every crop is one."""
     n = len(costs)
     extra = 2 + max(0, math.ceil((n - int(expected.sum())) / N_TYPES))
     slot_type, slot_offset = [], []
@@ -199,7 +200,7 @@ def _solve(
     slot_type = np.asarray(slot_type)
     matrix = costs[:, slot_type] + np.asarray(slot_offset)[None, :]
     if aside is not None:  # one set-aside column per crop, priced by the crop
-        matrix = np.hstack([matrix, np.repeat(np.minimum(aside, _NEVER)[:, None], n, 1)])
+        matrix = np.hstack([matrix, np.repeat(aside[:, None], n, 1)])
     rows, columns = linear_sum_assignment(matrix)
     types = np.argmin(costs, axis=1) if n else np.zeros(0, np.int64)
     kept = columns < len(slot_type)
@@ -413,8 +414,7 @@ def apply_assignment(
     in the order of the rows of ``probabilities``. Their predicted and assigned types,
     probabilities and flags are replaced; manual labels are kept as they are.
     """
-    set_aside = (set(np.flatnonzero(assignment.set_aside).tolist())
-                 if len(assignment.set_aside) else set())  # fmt: skip
+    set_aside = set(np.flatnonzero(assignment.set_aside).tolist())
     moved = set(assignment.changed.tolist()) - set_aside
     unsure = set(assignment.low_confidence(doubt).tolist()) - set_aside
     embeddings = [cell.chromosomes[index].embedding for index in indices]
