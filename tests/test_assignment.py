@@ -19,6 +19,7 @@ from karyo_gui.core.case import Case, Flag
 from karyo_gui.core.case_file import load_case, save_case
 from karyo_gui.core.iscn import parse_karyotype
 from karyo_gui.core.labels import N_TYPES, ChromosomeType
+from karyo_gui.core.review import count_text
 from karyo_gui.core.synthetic import generate_cell
 
 T = ChromosomeType
@@ -348,6 +349,7 @@ def test_a_set_aside_object_is_shown_unclassified_and_not_counted_until_labelled
     assert Flag.SET_ASIDE in extra.flags and not extra.counted
     assert Flag.LOW_CONFIDENCE not in extra.flags
     assert cell.karyotype == "46,XY"  # not 47,XY,+mar
+    assert count_text(cell) == "46 chromosomes counted, 1 set aside"  # the status bar's words
     # saved and opened again, it is still set aside and still not counted
     case = Case(case_id="c", cells=[cell])
     save_case(case, tmp_path / "c.karyo")
@@ -356,6 +358,7 @@ def test_a_set_aside_object_is_shown_unclassified_and_not_counted_until_labelled
     # a reviewer who sees a chromosome there gives it its type: now it counts
     cell.set_manual_label("m999", T.autosome(4), by="reviewer")
     assert extra.counted and cell.karyotype == "47,XY,+4"
+    assert count_text(cell) == "47 chromosomes"
     # classified again, the labelled object stays counted and loses the flag
     apply_assignment(cell, list(range(len(cell))), ordered,
                      assign_types(ordered, fixed={len(cell) - 1: T.autosome(4).value},

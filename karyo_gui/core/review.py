@@ -196,6 +196,15 @@ def flags_text(chromosome: Chromosome) -> str:
     return "flags: " + ", ".join(words) if words else ""
 
 
+def count_text(cell: Cell) -> str:
+    """How many chromosomes the cell holds, in words: "46 chromosomes", or, where the
+    assignment set some aside, "46 chromosomes counted, 1 set aside" (the ISCN's count)."""
+    aside = sum(not chromosome.counted for chromosome in cell.chromosomes)
+    if not aside:
+        return f"{len(cell)} chromosomes"
+    return f"{len(cell) - aside} chromosomes counted, {aside} set aside"
+
+
 def orientation_unsure(chromosome: Chromosome) -> bool:
     """The model's p-arm-up guess is near even and no reviewer has turned it since."""
     return bool(chromosome.flags & ORIENTATION_FLAGS)

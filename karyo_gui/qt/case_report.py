@@ -21,7 +21,7 @@ from PySide6.QtGui import QFont, QImage, QPageLayout, QPageSize, QPainter, QPdfW
 from karyo_gui import __version__
 from karyo_gui.core.case import Case, CellRole
 from karyo_gui.core.case_karyotype import CellPolicy, case_karyotype, compose_case, tally
-from karyo_gui.core.review import corrected_chromosomes
+from karyo_gui.core.review import corrected_chromosomes, count_text
 from karyo_gui.qt.export import (
     _MM_PER_POINT,
     FOOTER,
@@ -156,7 +156,7 @@ def paint_case_page(painter: QPainter, rect: QRectF, case: Case, info: CaseRepor
         page.text(f"Karyogram: {cell.name}", 14, bold=True)
         page.gap(1)
         line = cell.karyotype if cell.is_classified else "—"
-        page.text(f"Case {case.case_id}    cell line {line}    {len(cell)} chromosomes", 10,
+        page.text(f"Case {case.case_id}    cell line {line}    {count_text(cell)}", 10,
                   color=MUTED)
         page.gap(3)
         area = QRectF(rect.left(), page.y, rect.width(),

@@ -95,6 +95,7 @@ from karyo_gui.core.review import (
     LabelEdit,
     OrientationEdit,
     TypedType,
+    count_text,
     mirror,
     needs_review,
     next_flagged,
@@ -1954,7 +1955,7 @@ class MainWindow(QMainWindow):
                 label.setText("")
             self.view.editable = False
             return
-        self.count_label.setText(f"{len(cell)} chromosomes")
+        self.count_label.setText(count_text(cell))
         doubtful = cell.is_classified and sex_uncertain(cell)
         self.sex_label.setText(
             ("sex uncertain (confirm the X/Y calls)" if doubtful else f"sex {cell.sex or '?'}")
