@@ -2,7 +2,7 @@
 
     python bench/metaphase_finder.py --data ../shared/data/cil24 --split test \
         [--finder F] [--checkpoint M] [--device cpu|cuda] [--threads 2] [--quick-start]
-        [--json OUT]
+        [--crossings-whole] [--no-candidates] [--json OUT]
 
 Runs exactly what ``karyo evaluate --data DIR`` runs (the app's own pipeline) on one split
 of an annotated data set, prints the table of the metaphase keys (detection recall and
@@ -11,6 +11,9 @@ metaphases and per difficulty (``difficult.txt``), and the classifier alone on c
 from the annotated boxes. ``--threads 2`` times it as a 2-core CPU would. ``--quick-start``
 runs both networks as the app does on a CPU, from their ONNX copies in the user's cache
 (``karyo_gui.inference.quick_start``; written first when there are none).
+``--crossings-whole`` and ``--no-candidates`` switch off a part of the pipeline to measure
+what it brings: separating two chromosomes that cross at their middles, and the faint
+candidates the assignment keeps where they fill a free place of the karyotype.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crossings-whole", action="store_true",
                         help="leave an X the finder gave one box as one object (to measure what "
                         "separating it brings)")
+    parser.add_argument("--no-candidates", action="store_true",
+                        help="give the assignment no faint candidates (to measure what keeping "
+                        "those that fill a free place brings)")
     parser.add_argument("--json", help="also write the metrics here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -57,15 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         names = names[: args.limit]
     quick = args.quick_start
-    separate = not args.crossings_whole
-    finder = ChromosomeFinder(args.finder, args.device, quick_start=quick,
-                              separate_crossings=separate)  # fmt: skip
+    options = dict(separate_crossings=not args.crossings_whole, candidates=not args.no_candidates)
+    finder = ChromosomeFinder(args.finder, args.device, quick_start=quick, **options)
     classifier = Classifier(args.checkpoint, args.device, quick_start=quick)
     if quick and not (finder.quick_started and classifier.quick_started):
         finder.save_quick_start()
         classifier.save_quick_start()
-        finder = ChromosomeFinder(args.finder, args.device, quick_start=True,
-                                  separate_crossings=separate)  # fmt: skip
+        finder = ChromosomeFinder(args.finder, args.device, quick_start=True, **options)
         classifier = Classifier(args.checkpoint, args.device, quick_start=True)
         if not (finder.quick_started and classifier.quick_started):
             print("--quick-start: the ONNX copies could not be written or run here "

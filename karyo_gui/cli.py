@@ -247,8 +247,9 @@ def _find_chromosomes(case, args: argparse.Namespace) -> list:
             print(f"karyo classify: {error}", file=sys.stderr)
             unfound.append(cell)
             continue
-        flagged = sum(bool(c.flags) for c in cell.chromosomes)
-        print(f"{cell.name}: {len(cell.chromosomes)} chromosomes found "
+        flagged = sum(bool(item.flags) for item in result.found)
+        faint = f" and {len(result.candidates)} faint candidates" if result.candidates else ""
+        print(f"{cell.name}: {len(result.found)} chromosomes found{faint} "
               f"({flagged} flagged for review) in {result.seconds:.2f} s")
     finder.save_quick_start()  # once per finder file: the next run starts quicker
     return unfound

@@ -12,10 +12,11 @@ from karyo_gui.core.assignment import (
     apply_assignment,
     assign_types,
     calibrated,
+    drop_unplaced_candidates,
     homolog_gaps,
     homolog_unlike,
 )
-from karyo_gui.core.case import Case, Flag
+from karyo_gui.core.case import Case, Chromosome, Flag
 from karyo_gui.core.case_file import load_case, save_case
 from karyo_gui.core.iscn import parse_karyotype
 from karyo_gui.core.labels import N_TYPES, ChromosomeType
@@ -364,3 +365,18 @@ def test_a_set_aside_object_is_shown_unclassified_and_not_counted_until_labelled
                      assign_types(ordered, fixed={len(cell) - 1: T.autosome(4).value},
                                   not_chromosome=doubt))
     assert Flag.SET_ASIDE not in extra.flags and extra.counted
+
+
+def test_a_candidate_a_reviewer_labelled_stays_and_one_set_aside_leaves():
+    cell = generate_cell("46,XY", seed=7)
+    image = cell.chromosomes[0].image
+    faint = Chromosome(id="m998", image=image,
+                       flags={Flag.CANDIDATE, Flag.FINDER_UNSURE, Flag.SET_ASIDE})
+    labelled = Chromosome(id="m999", image=image, flags={Flag.CANDIDATE, Flag.SET_ASIDE})
+    cell.chromosomes += [faint, labelled]
+    cell.set_manual_label("m999", T.autosome(4), by="reviewer")
+
+    assert drop_unplaced_candidates(cell) == ["m998"]
+    assert "m998" not in [c.id for c in cell.chromosomes] and len(cell) == 47
+    assert not any(Flag.CANDIDATE in c.flags for c in cell.chromosomes)
+    assert drop_unplaced_candidates(cell) == []  # only the first assignment drops

@@ -13,7 +13,13 @@ from karyo_gui.core.case import Flag
 from karyo_gui.core.metaphase import MetaphaseImage, box_iou_matrix, match_boxes
 from karyo_gui.core.metaphase_edits import split_chromosome
 from karyo_gui.core.synthetic import generate_metaphase, metaphase_cell, write_annotated_metaphases
-from karyo_gui.inference.finder import ChromosomeFinder, NoChromosomesFound, chromosomes_from
+from karyo_gui.inference.finder import (
+    CANDIDATE_THRESHOLD,
+    DUPLICATE_IOU,
+    ChromosomeFinder,
+    NoChromosomesFound,
+    chromosomes_from,
+)
 from trainer.cli import main as trainer_main
 from trainer.finder import (
     SHIPPED_FINDER,
@@ -204,6 +210,35 @@ def test_the_shipped_finder_finds_the_chromosomes_of_a_generated_metaphase(finde
     assert any(item.other_regions for item in result.found)
     chromosomes = chromosomes_from(generated.image(), result.found)
     assert [len(c.other_cuts) for c in chromosomes] == [len(f.other_regions) for f in result.found]
+
+
+def test_faint_objects_come_apart_as_candidates_for_the_assignment(finder):
+    """Below the threshold, down to CANDIDATE_THRESHOLD, the finder gives candidates beside
+    what it found: flagged, none a second box of a found chromosome, and the found ones just
+    as they are without candidates; the cell gets both (the first assignment decides)."""
+    image = generate_metaphase("46,XX", seed=11).image()
+    threshold = 0.7  # high, so that this generated spread has objects below it
+    result = finder.find(image, threshold=threshold)
+    assert result.found and result.candidates
+    assert all(item.score >= threshold for item in result.found)
+    for item in result.candidates:
+        assert CANDIDATE_THRESHOLD <= item.score < threshold
+        assert {Flag.CANDIDATE, Flag.FINDER_UNSURE} <= item.flags
+    found_boxes = np.array([item.box for item in result.found])
+    candidate_boxes = np.array([item.box for item in result.candidates])
+    assert box_iou_matrix(candidate_boxes, found_boxes).max() < DUPLICATE_IOU
+    finder.candidates = False
+    try:
+        alone = finder.find(image, threshold=threshold)
+    finally:
+        finder.candidates = True
+    assert not alone.candidates
+    assert np.array_equal(np.array([item.box for item in alone.found]), found_boxes)
+
+    cell = metaphase_cell(generate_metaphase("46,XX", seed=11))
+    finder.find_cell(cell, threshold=threshold)
+    assert len(cell) == len(result.found) + len(result.candidates)
+    assert sum(Flag.CANDIDATE in c.flags for c in cell.chromosomes) == len(result.candidates)
 
 
 def test_an_image_without_chromosomes_says_so(finder):

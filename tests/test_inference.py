@@ -68,6 +68,45 @@ def test_manual_labels_are_kept_and_missing_pictures_are_skipped(classifier):
     assert first.id not in result.moved
 
 
+def test_a_faint_candidate_is_kept_where_it_fills_a_free_place_and_dropped_elsewhere(classifier):
+    """The finder's faint candidates (found below its threshold): a chromosome the finder
+    nearly missed, whose homolog is there alone, is kept and counted; a copy of a type
+    already present twice (a piece, debris read as a 4) leaves the cell."""
+    cell = generate_cell("46,XY", seed=UNSEEN + 12)
+    seven = next(c for c in cell.chromosomes if c.given is ChromosomeType.autosome(7))
+    seven.id, seven.found_score = "m900", 0.2
+    seven.flags = {Flag.CANDIDATE, Flag.FINDER_UNSURE}
+    four = next(c for c in cell.chromosomes if c.given is ChromosomeType.autosome(4))
+    piece = Chromosome(id="m901", image=four.image.copy(), found_score=0.2,
+                       flags={Flag.CANDIDATE, Flag.FINDER_UNSURE})
+    cell.chromosomes.append(piece)
+
+    result = classifier.classify(cell)
+
+    assert result.dropped == ["m901"] and piece not in cell.chromosomes
+    assert seven in cell.chromosomes and seven.label is ChromosomeType.autosome(7)
+    assert seven.counted and seven.flags & {Flag.CANDIDATE, Flag.SET_ASIDE} == set()
+    assert Flag.FINDER_UNSURE in seven.flags  # still a finder's doubt for the reviewer
+    assert cell.karyotype == "46,XY" and len(cell) == 46
+    # classified again (after an edit), nothing more leaves the cell
+    assert classifier.classify(cell).dropped == [] and len(cell) == 46
+
+
+def test_faint_candidates_do_not_change_how_the_other_chromosomes_are_read(classifier):
+    """The cell's common scale comes from its chromosomes, not from specks the finder found
+    faintly: with or without them, every other chromosome gets the same probabilities."""
+    alone = generate_cell("46,XX", seed=UNSEEN + 13)
+    classifier.classify(alone)
+    cell = generate_cell("46,XX", seed=UNSEEN + 13)
+    for k, chromosome in enumerate(cell.chromosomes[:3]):  # short pieces of the first three
+        piece = chromosome.image[: max(4, chromosome.image.shape[0] // 4)].copy()
+        cell.chromosomes.append(Chromosome(id=f"m9{k:02d}", image=piece, found_score=0.2,
+                                           flags={Flag.CANDIDATE, Flag.FINDER_UNSURE}))
+    classifier.classify(cell)
+    for before, after in zip(alone.chromosomes, cell.chromosomes):
+        np.testing.assert_allclose(after.probabilities, before.probabilities, atol=1e-5)
+
+
 def test_an_object_the_finder_doubts_that_fits_no_place_is_set_aside(classifier):
     """A metaphase's doubtful object (a speck or a piece, found with a low score) read as a
     third 4 is set aside, not counted; the same object found surely counts."""

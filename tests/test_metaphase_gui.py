@@ -14,10 +14,12 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from karyo_gui.core.case import Case, CellStatus
+from karyo_gui.core.assignment import drop_unplaced_candidates
+from karyo_gui.core.case import Case, CellStatus, Chromosome, Flag
 from karyo_gui.core.case_file import load_case
 from karyo_gui.core.labels import N_TYPES
 from karyo_gui.core.labels import ChromosomeType as T
+from karyo_gui.core.metaphase import Region
 from karyo_gui.core.synthetic import generate_metaphase, metaphase_cell
 from karyo_gui.qt.metaphase_view import MetaphaseTool, MetaphaseView
 
@@ -517,7 +519,7 @@ class StandIn:
             chromosome = cell.chromosomes[index]
             chromosome.probabilities = row
             chromosome.predicted = chromosome.assigned = T(int(np.argmax(row)))
-        return SimpleNamespace(seconds=0.0, turned=[])
+        return SimpleNamespace(seconds=0.0, turned=[], dropped=[])
 
     def stain_warning(self, cell):
         return None
@@ -573,6 +575,49 @@ def test_a_metaphase_is_given_to_the_finder_before_it_is_classified(window, qtbo
     qtbot.waitUntil(lambda: len(window.metaphase_view.outline_items) == 46)
     assert shown_count(window) == 46
     assert any(text.startswith("Finding chromosomes") for text in busy)
+    assert window.count_label.text() == "46 chromosomes"
+
+
+class CandidateFinder(FakeFinder):
+    """Finds the true chromosomes and, faintly, a speck: a candidate for the assignment."""
+
+    def find_cell(self, cell):
+        super().find_cell(cell)
+        first = cell.chromosomes[0]
+        x0, y0 = first.region.box[:2]
+        speck = Region((x0, y0, x0 + 6, y0 + 6), np.ones((6, 6), bool))
+        cell.chromosomes.append(Chromosome(
+            id="m999", image=first.image[:6, :6].copy(), region=speck, found_score=0.2,
+            flags={Flag.CANDIDATE, Flag.FINDER_UNSURE},
+        ))
+
+
+class PlacingStandIn(StandIn):
+    """The stand-in model with the real assignment's last step: it finds no place for a
+    candidate, which then leaves the cell."""
+
+    def assign(self, cell, prediction):
+        super().assign(cell, prediction)
+        for chromosome in cell.chromosomes:
+            if Flag.CANDIDATE in chromosome.flags:
+                chromosome.flags.add(Flag.SET_ASIDE)
+        return SimpleNamespace(seconds=0.0, turned=[], dropped=drop_unplaced_candidates(cell))
+
+
+def test_a_faint_candidate_without_a_place_leaves_both_views(window, qtbot, generated):
+    model = PlacingStandIn()
+    window.service._worker.classifier = model
+    window.service._worker.loaded.emit(model, 0.0)
+    qtbot.waitUntil(lambda: window.service.classifier is model)
+    window.service._worker.finder_factory = lambda: CandidateFinder(generated)
+    cell = metaphase_cell(generated, name="unfound")
+    window.set_case(Case("c", [cell]), None)
+    window.classify_again()
+    qtbot.waitUntil(lambda: cell.finder_id == "fake-finder" and not window.service.is_pending(cell))
+    assert len(cell) == 46 and "m999" not in ids(cell)
+    qtbot.waitUntil(lambda: len(window.metaphase_view.outline_items) == 46)
+    assert set(window.scene.chromosome_items) == set(ids(cell))
+    assert "m999" not in window.metaphase_view.outline_items
     assert window.count_label.text() == "46 chromosomes"
 
 

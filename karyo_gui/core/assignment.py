@@ -466,3 +466,16 @@ def apply_assignment(
     if model_id is not None:
         cell.model_id = model_id
     return changed_ids
+
+
+def drop_unplaced_candidates(cell: Cell) -> list[str]:
+    """After the assignment: the candidates (objects the finder found faintly) it set aside
+    leave the cell, those it gave a place stay as chromosomes (flagged "finder unsure"); the
+    ids dropped. A candidate a reviewer labelled always stays."""
+    dropped = [c.id for c in cell.chromosomes
+               if Flag.CANDIDATE in c.flags and Flag.SET_ASIDE in c.flags and c.manual is None]
+    if dropped:
+        cell.chromosomes = [c for c in cell.chromosomes if c.id not in set(dropped)]
+    for chromosome in cell.chromosomes:
+        chromosome.flags.discard(Flag.CANDIDATE)
+    return dropped

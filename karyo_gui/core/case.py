@@ -61,6 +61,10 @@ class Flag(str, enum.Enum):
     # the finder was unsure of that fits no free place: debris, a piece, two as one): not
     # counted in the karyotype until a reviewer gives it a type
     SET_ASIDE = "set_aside"
+    # found faintly, below the finder's threshold: kept by the first assignment only where it
+    # fills a free place of the karyotype (then the flag goes and FINDER_UNSURE stays), else
+    # dropped from the cell (``core.assignment.drop_unplaced_candidates``)
+    CANDIDATE = "candidate"
 
 
 # what each flag asks of the reviewer. Type flags: the type may be wrong (these send N

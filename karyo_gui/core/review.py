@@ -180,6 +180,7 @@ FLAG_WORDS = {
     Flag.CLUSTER: "may be touching chromosomes",
     Flag.OVERLAP: "crosses another chromosome",
     Flag.SET_ASIDE: "not counted: perhaps no chromosome (debris, a piece, or two as one)",
+    Flag.CANDIDATE: "found faintly: kept only if it fills a free place of the karyotype",
 }
 
 

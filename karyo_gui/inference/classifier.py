@@ -28,6 +28,7 @@ from karyo_gui.core.assignment import (
     apply_assignment,
     assign_types,
     calibrated,
+    drop_unplaced_candidates,
 )
 from karyo_gui.core.case import Cell, Chromosome, Flag
 from karyo_gui.core.labels import ChromosomeType
@@ -71,6 +72,8 @@ class CellResult:
     turned: list[str] = field(default_factory=list)  # ids the orientation guess turned
     # said when the cell is stained in a way the model never saw (bright on dark, Q-banding)
     stain_warning: str | None = None
+    # ids of the faint candidates the assignment found no place for, taken out of the cell
+    dropped: list[str] = field(default_factory=list)
 
     @property
     def karyotype(self) -> str:
@@ -213,9 +216,11 @@ class Classifier:
         pictured = [k for k, c in enumerate(cell.chromosomes) if c.image is not None]
         if not pictured:
             return CellPrediction([], np.zeros((0, len(ChromosomeType.types())), np.float32))
-        # the cell's common scale comes from all its crops, as in training
+        # the cell's common scale comes from all its crops, as in training; not from faint
+        # candidates, mostly specks and pieces that would make the cell's chromosomes look long
         chromosomes = [cell.chromosomes[k] for k in pictured]
-        scale = cell_scale([c.image for c in chromosomes], self.preprocessing)
+        sure = [c.image for c in chromosomes if Flag.CANDIDATE not in c.flags]
+        scale = cell_scale(sure or [c.image for c in chromosomes], self.preprocessing)
         predictions = self._read(chromosomes, scale)
         return CellPrediction(
             pictured, calibrated(predictions.probabilities, self.temperature),
@@ -318,8 +323,10 @@ class Classifier:
             self.homolog_margin,
         )
         unsure = [cell.chromosomes[indices[k]].id for k in assignment.low_confidence(self.doubt)]
+        # the faint objects the assignment found no place for were debris or pieces: gone
+        dropped = drop_unplaced_candidates(cell)
         return CellResult(cell, assignment, moved, unsure, time.perf_counter() - started, turned,
-                          warning)
+                          warning, dropped)
 
     def attention(
         self, cell: Cell, chromosome_id: str, target: ChromosomeType | None = None

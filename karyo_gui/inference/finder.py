@@ -14,7 +14,10 @@ chromosomes crossing at their middles share one centre, so the finder gives them
 a region shaped like an X is separated into its two chromosomes
 (``core.crossings.separate_crossings``), the partner drawn with a box of its own. Objects the
 finder is unsure of are flagged for review: a low score (FINDER_UNSURE), a region too large
-for one chromosome (CLUSTER), two regions sharing many pixels (OVERLAP).
+for one chromosome (CLUSTER), two regions sharing many pixels (OVERLAP). Objects found
+faintly, below the threshold, come as candidates (CANDIDATE): the cell's first karyotype
+assignment keeps one only where it fills a free place (a type with a copy missing) and drops
+the rest (``core.assignment.drop_unplaced_candidates``).
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ from trainer.finder_file import (
 SPREAD_MARGIN = 64  # pixels kept around the stained part of a large image
 SPREAD_SHARE = 0.8  # a stained part larger than this share of the image: all of it is searched
 DUPLICATE_IOU = 0.7  # two boxes this alike are one chromosome found twice
+# objects found with a score from this up to the threshold are candidates: most are debris or
+# a piece of a found chromosome (17 % of those of the first 120 cil24 val metaphases were a
+# chromosome the finder missed), so one is kept only where the karyotype assignment gives it
+# a free place (the assignment's set-aside, priced by not_chromosome_probability, decides)
+CANDIDATE_THRESHOLD = 0.15
 SMALLEST_AREA = 0.12  # regions below this fraction of the median area are specks
 # how often an object found with a score s is no chromosome of the annotations (box IoU
 # < 0.5 with every one: debris, a piece, two as one): 1 / (1 + exp(-(a + b s))), fitted by
@@ -81,6 +89,14 @@ class FindResult:
     found: list[FoundChromosome]
     width: float  # the chromosome width measured on the image, pixels
     seconds: float
+    # objects found faintly (below the threshold, flagged CANDIDATE): chromosomes only if
+    # the karyotype assignment finds them a free place (a type with a copy missing)
+    candidates: list[FoundChromosome] = field(default_factory=list)
+
+    @property
+    def objects(self) -> list[FoundChromosome]:
+        """The found chromosomes and the candidates together, in reading order."""
+        return _reading_order(self.found + self.candidates)
 
 
 class ChromosomeFinder:
@@ -92,13 +108,18 @@ class ChromosomeFinder:
         device: str = "auto",
         quick_start: bool = False,
         separate_crossings: bool = True,
+        candidates: bool = True,
     ) -> None:
         """``quick_start``: on the CPU, run a cached ONNX copy of the finder's network when
         there is a valid one (``inference.quick_start``: no torch import, the same boxes);
         :meth:`save_quick_start` writes one after a start that built the network.
         ``separate_crossings``: an X given one box becomes its two chromosomes (off only to
-        measure what that brings: ``bench/metaphase_finder.py --crossings-whole``)."""
+        measure what that brings: ``bench/metaphase_finder.py --crossings-whole``).
+        ``candidates``: also give the objects found faintly (score from CANDIDATE_THRESHOLD
+        up to the threshold), for the karyotype assignment to keep where one fills a free
+        place (off only to measure what they bring: ``--no-candidates``)."""
         self.separate_crossings = separate_crossings
+        self.candidates = candidates
         self.path = Path(checkpoint) if checkpoint is not None else default_finder()
         self._device = None if quick_start and surely_cpu(device) else pick_device(device)
         self.net = self._quick = None
@@ -160,12 +181,12 @@ class ChromosomeFinder:
         if not has_dark_objects(grey):  # a blank frame: nothing to search
             return FindResult([], TYPICAL_WIDTH, time.perf_counter() - started)
         left, top, grey = _spread_of(grey)
-        detections, chromosome_probability, prepared = detect_with(
-            self._forward(), grey, self.header, threshold
-        )
         limit = self.header.score_threshold if threshold is None else threshold
-        detections = [d for d in detections if d.score >= limit]
-        detections = _without_duplicates(detections)
+        faint = min(limit, CANDIDATE_THRESHOLD) if self.candidates else limit
+        detections, chromosome_probability, prepared = detect_with(
+            self._forward(), grey, self.header, faint
+        )
+        detections = _without_duplicates([d for d in detections if d.score >= faint])
         width = prepared.width
         dark = foreground_mask(grey, width)
         # the model's own idea of which dark pixels are chromosomes (not nuclei or debris),
@@ -178,6 +199,24 @@ class ChromosomeFinder:
         grow = max(3, round(width * 0.6) | 1)
         learned = cv2.dilate((learned > 0.4).astype(np.uint8), np.ones((grow, grow), np.uint8))
         chromosome_pixels = dark & learned.astype(bool)
+        kept = [d for d in detections if d.score >= limit]
+        found = _flagged(self._cut(chromosome_pixels, kept, width, left, top),
+                         self.header.review_threshold, width)  # fmt: skip
+        candidates = []
+        if found and len(kept) < len(detections):  # never a cell of faint objects alone
+            # the faint ones cut among all boxes, so that a found neighbour keeps its pixels
+            together = _flagged(self._cut(chromosome_pixels, detections, width, left, top),
+                                self.header.review_threshold, width)  # fmt: skip
+            candidates = [item for item in together if item.score < limit]
+            for item in candidates:  # below the threshold: unsure whatever the review's bar
+                item.flags |= {Flag.CANDIDATE, Flag.FINDER_UNSURE}
+        return FindResult(_reading_order(found), width, time.perf_counter() - started,
+                          _reading_order(candidates))  # fmt: skip
+
+    def _cut(self, chromosome_pixels: np.ndarray, detections: list, width: float, left: int,
+             top: int) -> list[FoundChromosome]:
+        """Each detection's region of the chromosome pixels (and its other cuts where it
+        touches another), crossings at the middle separated, back in the whole image."""
         boxes = [d.box for d in detections]
         regions = regions_for_boxes(chromosome_pixels, boxes, width)
         cuts = other_cuts(chromosome_pixels, boxes, regions, width)
@@ -198,8 +237,7 @@ class ChromosomeFinder:
                     region.shifted(left, top), score, (x0 + left, y0 + top, x1 + left, y1 + top),
                     other_regions=[cut.shifted(left, top) for cut in others],
                 ))
-        found = _flagged(found, self.header.review_threshold, width)
-        return FindResult(_reading_order(found), width, time.perf_counter() - started)
+        return found
 
     def find_cell(self, cell: Cell, threshold: float | None = None) -> FindResult:
         """Fill a metaphase cell's chromosomes with what the finder finds (replacing any),
@@ -208,7 +246,7 @@ class ChromosomeFinder:
         if cell.metaphase is None:
             raise ValueError(f"cell {cell.name} has no metaphase image to look in")
         result = self.find(cell.metaphase, threshold)
-        cell.chromosomes = chromosomes_from(cell.metaphase, result.found)
+        cell.chromosomes = chromosomes_from(cell.metaphase, result.objects)
         cell.finder_id = self.model_id
         if not cell.chromosomes:
             raise NoChromosomesFound(

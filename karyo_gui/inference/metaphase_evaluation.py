@@ -1,8 +1,9 @@
 """Measuring the whole pipeline on annotated metaphases: image in, assigned karyogram out.
 
 For every annotated metaphase (the cil24 layout: ``images/`` + ``annotations/``) the finder
-finds the chromosomes, the classifier types them and the karyotype-aware assignment decides
-the cell, exactly as in the app. The found objects are matched one-to-one to the annotated
+finds the chromosomes (and faint candidates), the classifier types them and the
+karyotype-aware assignment decides the cell (keeping the candidates it gives a free place),
+exactly as in the app. The found objects are matched one-to-one to the annotated
 boxes (box IoU >= 0.5) and these figures come out:
 
     detection_recall     annotated chromosomes matched by a found object
@@ -11,6 +12,8 @@ boxes (box IoU >= 0.5) and these figures come out:
     counted_exact        metaphases whose karyotype counts as many chromosomes as annotated
                          (the objects found less those the assignment set aside as likely no
                          chromosome: ``n_set_aside``)
+    n_candidates         objects found faintly, below the finder's threshold, and of them
+    n_candidates_kept    those the assignment gave a free place (the others are dropped)
     typed_accuracy       annotated chromosomes matched AND given their type after the assignment
     karyotype_exact      metaphases whose ISCN from the found, assigned objects equals the
                          annotated one
@@ -95,17 +98,19 @@ def evaluate_metaphases(
 def _one(metaphase: AnnotatedMetaphase, finder: ChromosomeFinder, classifier: Classifier) -> dict:
     started = time.perf_counter()
     image = read_metaphase(metaphase.image_path)
-    found = finder.find(image).found
-    cell = Cell(name=metaphase.name, metaphase=image, chromosomes=chromosomes_from(image, found))
+    result = finder.find(image)
+    objects = result.objects  # the found and the faint candidates, as the app takes them
+    cell = Cell(name=metaphase.name, metaphase=image, chromosomes=chromosomes_from(image, objects))
     cell.finder_id = finder.model_id
+    box_of = {c.id: item.box for c, item in zip(cell.chromosomes, objects)}
     if cell.chromosomes:
-        classifier.classify(cell)
+        classifier.classify(cell)  # drops the candidates the assignment found no place for
     seconds = time.perf_counter() - started
 
     truth = np.array([c.box for c in metaphase.chromosomes], np.float64).reshape(-1, 4)
     # the finder's own boxes: annotators draw boxes a few pixels wider than the chromosome
     # (a region's tight box meets its annotated box at a median IoU of 0.68 on cil24 val)
-    boxes = np.array([item.box for item in found], np.float64).reshape(-1, 4)
+    boxes = np.array([box_of[c.id] for c in cell.chromosomes], np.float64).reshape(-1, 4)
     scale = image.scale  # boxes of a downsampled image back to the file's pixels
     matches = match_boxes(boxes / scale, truth)
     typed = sum(cell.chromosomes[f].label is metaphase.chromosomes[t].type for f, t in matches)
@@ -123,6 +128,8 @@ def _one(metaphase: AnnotatedMetaphase, finder: ChromosomeFinder, classifier: Cl
         # the karyotype's count: the objects found less those the assignment set aside
         "counted": sum(c.counted for c in cell.chromosomes),
         "annotated": len(metaphase.chromosomes),
+        "candidates": len(result.candidates),
+        "candidates_kept": len(cell.chromosomes) - len(result.found),
         "matched": len(matches),
         "typed": typed,
         "karyotype": karyotype,
@@ -162,6 +169,9 @@ def _summary(rows: list[dict]) -> dict:
         "count_exact": float(np.mean([r["found"] == r["annotated"] for r in rows])),
         "counted_exact": float(np.mean([r["counted"] == r["annotated"] for r in rows])),
         "n_set_aside": sum(r["found"] - r["counted"] for r in rows),
+        # objects found faintly, and of them those the assignment kept as chromosomes
+        "n_candidates": sum(r["candidates"] for r in rows),
+        "n_candidates_kept": sum(r["candidates_kept"] for r in rows),
         "typed_accuracy": sum(r["typed"] for r in rows) / max(annotated, 1),
         "karyotype_exact": float(np.mean([r["karyotype_exact"] for r in rows])),
         "seconds_per_metaphase": float(np.mean(seconds)),

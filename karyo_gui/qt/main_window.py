@@ -65,6 +65,7 @@ from karyo_gui.core.case import (
     Cell,
     CellRole,
     CellStatus,
+    Flag,
     MarkedAbnormality,
     SignOffRefused,
     SignRole,
@@ -1135,7 +1136,12 @@ class MainWindow(QMainWindow):
         self._refresh_cell_entry(cell)
         if cell is self.current_cell:
             selected = self.scene.selected_id()
-            self.scene.relayout(result.turned)  # the orientation guess stood them p-arm up
+            if result.dropped:  # faint candidates with no place in the karyotype are gone
+                self.scene.show_cell(cell, self._style(), self.gallery_action.isChecked())
+                if selected in result.dropped:
+                    selected = None
+            else:
+                self.scene.relayout(result.turned)  # the orientation guess stood them p-arm up
             self.scene.select(selected)
             self.metaphase_view.refresh()
             self.inspector.show_chromosome(cell, selected)
@@ -1156,10 +1162,13 @@ class MainWindow(QMainWindow):
             self.view.fit()
             self.metaphase_view.refresh()
             self._update_status()
-            flagged = sum(bool(c.flags) for c in cell.chromosomes)
+            found = [c for c in cell.chromosomes if Flag.CANDIDATE not in c.flags]
+            flagged = sum(bool(c.flags) for c in found)
+            faint = len(cell) - len(found)
             self.statusBar().showMessage(
-                f"{len(cell)} chromosomes found in {cell.name}"
-                + (f", {flagged} to check" if flagged else ""), 8000,
+                f"{len(found)} chromosomes found in {cell.name}"
+                + (f", {flagged} to check" if flagged else "")
+                + (f"; {faint} faint objects wait for the karyotype" if faint else ""), 8000,
             )
         if self.case_path is not None or self._dirty:
             self._schedule_autosave()
