@@ -380,3 +380,22 @@ def test_a_candidate_a_reviewer_labelled_stays_and_one_set_aside_leaves():
     assert "m998" not in [c.id for c in cell.chromosomes] and len(cell) == 47
     assert not any(Flag.CANDIDATE in c.flags for c in cell.chromosomes)
     assert drop_unplaced_candidates(cell) == []  # only the first assignment drops
+
+
+def test_a_faint_candidate_never_decides_the_sex_of_the_cell():
+    # a speck the finder found faintly, read as a Y, beside a cell of one X: allowed to be a
+    # Y it makes 46,XY; a candidate fills free autosome places only, so the cell stays 45,X
+    probabilities = _with_debris("45,X", {T.Y.value: 0.7, T.autosome(21).value: 0.1})
+    doubt = np.zeros(len(probabilities))
+    doubt[-1] = 0.6
+    assert assign_types(probabilities, not_chromosome=doubt).karyotype == "46,XY"
+
+    candidate = np.zeros(len(probabilities), bool)
+    candidate[-1] = True
+    result = assign_types(probabilities, not_chromosome=doubt, autosome_only=candidate)
+    assert result.types[-1] not in (T.X.value, T.Y.value)
+    assert result.set_aside[-1] and result.karyotype == "45,X"
+    # a reviewer who labels it a Y is not overruled
+    fixed = assign_types(probabilities, fixed={len(probabilities) - 1: T.Y.value},
+                         not_chromosome=doubt, autosome_only=candidate)
+    assert fixed.types[-1] == T.Y.value and fixed.karyotype == "46,XY"

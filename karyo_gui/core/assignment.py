@@ -131,13 +131,18 @@ class CellAssignment:
         return self.alternative_sex != self.sex and gap < math.log(SEX_ODDS)
 
     @property
+    def counted(self) -> np.ndarray:
+        """The types of the crops the karyotype counts (all but those set aside)."""
+        return self.types[~self.set_aside] if len(self.set_aside) else self.types
+
+    @property
     def count(self) -> int:
-        return len(self.types)
+        return len(self.counted)
 
     @property
     def sex(self) -> str:
         """The sex chromosome complement: ``XX``, ``XY``, ``X``, ``XXY``...; '' if none."""
-        return sex_chromosomes(_counts(self.types))
+        return sex_chromosomes(_counts(self.counted))
 
     @property
     def changed(self) -> np.ndarray:
@@ -217,6 +222,7 @@ def assign_types(
     prior: KaryotypePrior | None = None,
     fixed: Mapping[int, int] | None = None,
     not_chromosome: np.ndarray | None = None,
+    autosome_only: np.ndarray | None = None,
 ) -> CellAssignment:
     """The most probable types of all crops of one cell, with its karyotype.
 
@@ -227,6 +233,8 @@ def assign_types(
     object the metaphase finder was unsure of: debris, a piece, two chromosomes as one).
     Such an object may be set aside: it keeps the classifier's own type and takes no slot
     of the karyotype, so a piece of debris cannot push a true chromosome out of its place.
+    ``autosome_only``: per crop, whether it may not be given X or Y (a faint candidate of
+    the finder: the cell's sex rests on the chromosomes found surely).
     """
     prior = prior or KaryotypePrior()
     probabilities = _check(probabilities)
@@ -241,13 +249,19 @@ def assign_types(
         costs[index] = np.inf
         costs[index, chromosome_type] = 0.0
         fixed_counts[chromosome_type] += 1
+    if autosome_only is not None:
+        only = np.asarray(autosome_only, bool).reshape(-1)
+        if len(only) != len(costs):
+            raise ValueError(f"autosome_only must hold one flag per crop ({len(costs)})")
+        only[list(fixed or ())] = False  # a reviewer's X or Y stands
+        costs[np.ix_(only, [_X, _Y])] = np.inf
     aside = _aside_costs(not_chromosome, len(costs), fixed)
     baselines = _baselines(prior)
     results = sorted(
         (_solve_baseline(costs, baseline, fixed_counts, aside) for baseline in baselines),
         key=lambda result: result[0],
     )
-    (cost, types, set_aside), (alternative_cost, alternative_types, _) = results
+    (cost, types, set_aside), (alternative_cost, alternative_types, alternative_aside) = results
     doubts = _doubts(costs, types, cost, baselines, fixed_counts, aside, set_aside)
     assigned = probabilities[np.arange(len(types)), types]
     others = probabilities.copy()
@@ -257,11 +271,11 @@ def assign_types(
         types=types,
         predicted=predicted,
         margins=margins,
-        karyotype=karyotype_of(types),
+        karyotype=karyotype_of(types[~set_aside]),  # what is set aside is not counted
         cost=cost,
-        alternative=karyotype_of(alternative_types),
+        alternative=karyotype_of(alternative_types[~alternative_aside]),
         alternative_cost=alternative_cost,
-        alternative_sex=sex_chromosomes(_counts(alternative_types)),
+        alternative_sex=sex_chromosomes(_counts(alternative_types[~alternative_aside])),
         doubts=doubts,
         set_aside=set_aside,
     )

@@ -316,7 +316,11 @@ class Classifier:
             if c.found_score is not None and Flag.FINDER_UNSURE in c.flags else 0.0
             for c in assigned
         ])  # fmt: skip
-        assignment = assign_types(probabilities[rows], self.prior, fixed, not_chromosome)
+        # a faint candidate fills a free autosome place at most: a speck read as a Y must not
+        # turn a 46,XX cell into 46,XY
+        candidate = np.array([Flag.CANDIDATE in c.flags for c in assigned], bool)
+        assignment = assign_types(probabilities[rows], self.prior, fixed, not_chromosome,
+                                  candidate)  # fmt: skip
         indices = [pictured[row] for row in rows]
         moved = apply_assignment(
             cell, indices, probabilities[rows], assignment, self.doubt, self.model_id,
