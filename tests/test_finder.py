@@ -276,6 +276,9 @@ def test_evaluate_on_annotated_metaphases_writes_the_metaphase_keys(annotated, t
         assert 0 <= metrics[key] <= (1 if key != "seconds_per_metaphase" else 60), key
     assert metrics["detection_recall"] >= 0.8
     assert metrics["n_metaphases"] == 1
+    # faint candidates: those kept are among those found, those matching among those kept
+    assert 0 <= metrics["n_candidates_matched"] <= metrics["n_candidates_kept"]
+    assert metrics["n_candidates_kept"] <= metrics["n_candidates"]
 
 
 def test_an_edit_reclassifies_only_the_new_chromosomes():

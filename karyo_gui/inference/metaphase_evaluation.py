@@ -14,6 +14,7 @@ boxes (box IoU >= 0.5) and these figures come out:
                          chromosome: ``n_set_aside``)
     n_candidates         objects found faintly, below the finder's threshold, and of them
     n_candidates_kept    those the assignment gave a free place (the others are dropped)
+    n_candidates_matched   and of those, the ones that match an annotated chromosome
     typed_accuracy       annotated chromosomes matched AND given their type after the assignment
     karyotype_exact      metaphases whose ISCN from the found, assigned objects equals the
                          annotated one
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from karyo_gui.core.annotations import AnnotatedMetaphase, annotated_cell, load_annotated_folder
-from karyo_gui.core.case import Cell
+from karyo_gui.core.case import Cell, Flag
 from karyo_gui.core.iscn import karyotype_string
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.loaders import read_cell_list
@@ -103,6 +104,7 @@ def _one(metaphase: AnnotatedMetaphase, finder: ChromosomeFinder, classifier: Cl
     cell = Cell(name=metaphase.name, metaphase=image, chromosomes=chromosomes_from(image, objects))
     cell.finder_id = finder.model_id
     box_of = {c.id: item.box for c, item in zip(cell.chromosomes, objects)}
+    faint = {c.id for c, item in zip(cell.chromosomes, objects) if Flag.CANDIDATE in item.flags}
     if cell.chromosomes:
         classifier.classify(cell)  # drops the candidates the assignment found no place for
     seconds = time.perf_counter() - started
@@ -130,6 +132,7 @@ def _one(metaphase: AnnotatedMetaphase, finder: ChromosomeFinder, classifier: Cl
         "annotated": len(metaphase.chromosomes),
         "candidates": len(result.candidates),
         "candidates_kept": len(cell.chromosomes) - len(result.found),
+        "candidates_matched": sum(cell.chromosomes[f].id in faint for f, _ in matches),
         "matched": len(matches),
         "typed": typed,
         "karyotype": karyotype,
@@ -172,6 +175,7 @@ def _summary(rows: list[dict]) -> dict:
         # objects found faintly, and of them those the assignment kept as chromosomes
         "n_candidates": sum(r["candidates"] for r in rows),
         "n_candidates_kept": sum(r["candidates_kept"] for r in rows),
+        "n_candidates_matched": sum(r["candidates_matched"] for r in rows),
         "typed_accuracy": sum(r["typed"] for r in rows) / max(annotated, 1),
         "karyotype_exact": float(np.mean([r["karyotype_exact"] for r in rows])),
         "seconds_per_metaphase": float(np.mean(seconds)),

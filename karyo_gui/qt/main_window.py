@@ -1140,6 +1140,11 @@ class MainWindow(QMainWindow):
                 self.scene.show_cell(cell, self._style(), self.gallery_action.isChecked())
                 if selected in result.dropped:
                     selected = None
+                n = len(result.dropped)
+                self.statusBar().showMessage(
+                    f"Left out {n} faint object{'s' if n > 1 else ''} with no free place in "
+                    "the karyotype (a chromosome among them: outline it with Add)", 8000,
+                )
             else:
                 self.scene.relayout(result.turned)  # the orientation guess stood them p-arm up
             self.scene.select(selected)
