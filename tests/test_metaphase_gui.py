@@ -619,7 +619,7 @@ def test_a_faint_candidate_without_a_place_leaves_both_views(window, qtbot, gene
     assert set(window.scene.chromosome_items) == set(ids(cell))
     assert "m999" not in window.metaphase_view.outline_items
     assert window.count_label.text() == "46 chromosomes"
-    assert "Left out 1 faint object with no free place" in window.statusBar().currentMessage()
+    assert "Left out 1 faint object with no place" in window.statusBar().currentMessage()
 
 
 def test_no_finder_or_nothing_found_is_said_and_the_image_stays(window, qtbot, generated):

@@ -1142,8 +1142,8 @@ class MainWindow(QMainWindow):
                     selected = None
                 n = len(result.dropped)
                 self.statusBar().showMessage(
-                    f"Left out {n} faint object{'s' if n > 1 else ''} with no free place in "
-                    "the karyotype (a chromosome among them: outline it with Add)", 8000,
+                    f"Left out {n} faint object{'s' if n > 1 else ''} with no place in the "
+                    "karyotype", 8000,
                 )
             else:
                 self.scene.relayout(result.turned)  # the orientation guess stood them p-arm up
