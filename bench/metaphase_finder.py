@@ -2,7 +2,8 @@
 
     python bench/metaphase_finder.py --data ../shared/data/cil24 --split test \
         [--finder F] [--checkpoint M] [--device cpu|cuda] [--threads 2] [--quick-start]
-        [--crossings-whole] [--no-candidates] [--json OUT]
+        [--skip N] [--limit N] [--crossings-whole] [--no-candidates | --candidates-from S]
+        [--json OUT]
 
 Runs exactly what ``karyo evaluate --data DIR`` runs (the app's own pipeline) on one split
 of an annotated data set, prints the table of the metaphase keys (detection recall and
@@ -29,7 +30,7 @@ import torch
 
 from karyo_gui.cli import format_metaphase_metrics
 from karyo_gui.inference.classifier import Classifier
-from karyo_gui.inference.finder import ChromosomeFinder
+from karyo_gui.inference.finder import CANDIDATE_THRESHOLD, ChromosomeFinder
 from karyo_gui.inference.metaphase_evaluation import evaluate_metaphases
 
 
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/cil24")
     parser.add_argument("--split", default="test", help="train, val or test (splits/NAME.txt)")
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first N metaphases")
     parser.add_argument("--limit", type=int, default=0, help="only the first N metaphases")
     parser.add_argument("--finder", help="finder model file (default: the shipped one)")
     parser.add_argument("--checkpoint", help="classifier model file (default: the shipped one)")
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-candidates", action="store_true",
                         help="give the assignment no faint candidates (to measure what keeping "
                         "those that fill a free place brings)")
+    parser.add_argument("--candidates-from", type=float, default=CANDIDATE_THRESHOLD,
+                        help="the lowest score of a candidate (default: as the app)")
     parser.add_argument("--json", help="also write the metrics here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -60,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{names_file}: no such split list", file=sys.stderr)
         return 2
     names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+    names = names[args.skip:]
     if args.limit:
         names = names[: args.limit]
     quick = args.quick_start
-    options = dict(separate_crossings=not args.crossings_whole, candidates=not args.no_candidates)
+    options = dict(separate_crossings=not args.crossings_whole,
+                   candidate_threshold=None if args.no_candidates else args.candidates_from)
     finder = ChromosomeFinder(args.finder, args.device, quick_start=quick, **options)
     classifier = Classifier(args.checkpoint, args.device, quick_start=quick)
     if quick and not (finder.quick_started and classifier.quick_started):

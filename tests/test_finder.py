@@ -227,11 +227,11 @@ def test_faint_objects_come_apart_as_candidates_for_the_assignment(finder):
     found_boxes = np.array([item.box for item in result.found])
     candidate_boxes = np.array([item.box for item in result.candidates])
     assert box_iou_matrix(candidate_boxes, found_boxes).max() < DUPLICATE_IOU
-    finder.candidates = False
+    finder.candidate_threshold = None
     try:
         alone = finder.find(image, threshold=threshold)
     finally:
-        finder.candidates = True
+        finder.candidate_threshold = CANDIDATE_THRESHOLD
     assert not alone.candidates
     assert np.array_equal(np.array([item.box for item in alone.found]), found_boxes)
 

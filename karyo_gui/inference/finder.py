@@ -58,10 +58,12 @@ SPREAD_MARGIN = 64  # pixels kept around the stained part of a large image
 SPREAD_SHARE = 0.8  # a stained part larger than this share of the image: all of it is searched
 DUPLICATE_IOU = 0.7  # two boxes this alike are one chromosome found twice
 # objects found with a score from this up to the threshold are candidates: most are debris or
-# a piece of a found chromosome (17 % of those of the first 120 cil24 val metaphases were a
-# chromosome the finder missed), so one is kept only where the karyotype assignment gives it
-# a free place (the assignment's set-aside, priced by not_chromosome_probability, decides)
-CANDIDATE_THRESHOLD = 0.15
+# a piece of a found chromosome (of those from 0.15 in the first 120 cil24 val metaphases, 17 %
+# were a chromosome the finder missed), so one is kept only where the karyotype assignment
+# gives it a free place (the assignment's set-aside, priced by not_chromosome_probability,
+# decides). Chosen on both halves of cil24 val: karyotype exact 0.667 / 0.622 from 0.15,
+# 0.725 / 0.639 from 0.1; from 0.05 no better than 0.1 and 0.4 s slower
+CANDIDATE_THRESHOLD = 0.1
 SMALLEST_AREA = 0.12  # regions below this fraction of the median area are specks
 # how often an object found with a score s is no chromosome of the annotations (box IoU
 # < 0.5 with every one: debris, a piece, two as one): 1 / (1 + exp(-(a + b s))), fitted by
@@ -108,18 +110,18 @@ class ChromosomeFinder:
         device: str = "auto",
         quick_start: bool = False,
         separate_crossings: bool = True,
-        candidates: bool = True,
+        candidate_threshold: float | None = CANDIDATE_THRESHOLD,
     ) -> None:
         """``quick_start``: on the CPU, run a cached ONNX copy of the finder's network when
         there is a valid one (``inference.quick_start``: no torch import, the same boxes);
         :meth:`save_quick_start` writes one after a start that built the network.
         ``separate_crossings``: an X given one box becomes its two chromosomes (off only to
         measure what that brings: ``bench/metaphase_finder.py --crossings-whole``).
-        ``candidates``: also give the objects found faintly (score from CANDIDATE_THRESHOLD
-        up to the threshold), for the karyotype assignment to keep where one fills a free
-        place (off only to measure what they bring: ``--no-candidates``)."""
+        ``candidate_threshold``: also give the objects found faintly, from this score up to
+        the threshold, for the karyotype assignment to keep where one fills a free place
+        (None: none, only to measure what they bring: ``--no-candidates``)."""
         self.separate_crossings = separate_crossings
-        self.candidates = candidates
+        self.candidate_threshold = candidate_threshold
         self.path = Path(checkpoint) if checkpoint is not None else default_finder()
         self._device = None if quick_start and surely_cpu(device) else pick_device(device)
         self.net = self._quick = None
@@ -182,7 +184,7 @@ class ChromosomeFinder:
             return FindResult([], TYPICAL_WIDTH, time.perf_counter() - started)
         left, top, grey = _spread_of(grey)
         limit = self.header.score_threshold if threshold is None else threshold
-        faint = min(limit, CANDIDATE_THRESHOLD) if self.candidates else limit
+        faint = limit if self.candidate_threshold is None else min(limit, self.candidate_threshold)
         detections, chromosome_probability, prepared = detect_with(
             self._forward(), grey, self.header, faint
         )
