@@ -489,7 +489,8 @@ def drop_unplaced_candidates(cell: Cell) -> list[str]:
     dropped = [c.id for c in cell.chromosomes
                if Flag.CANDIDATE in c.flags and Flag.SET_ASIDE in c.flags and c.manual is None]
     if dropped:
-        cell.chromosomes = [c for c in cell.chromosomes if c.id not in set(dropped)]
+        gone = set(dropped)
+        cell.chromosomes = [c for c in cell.chromosomes if c.id not in gone]
     for chromosome in cell.chromosomes:
         chromosome.flags.discard(Flag.CANDIDATE)
     return dropped
