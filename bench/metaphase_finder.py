@@ -3,7 +3,7 @@
     python bench/metaphase_finder.py --data ../shared/data/cil24 --split test \
         [--finder F] [--checkpoint M] [--device cpu|cuda] [--threads 2] [--quick-start]
         [--skip N] [--limit N] [--crossings-whole] [--no-candidates | --candidates-from S]
-        [--json OUT]
+        [--case-pattern REGEX] [--json OUT]
 
 Runs exactly what ``karyo evaluate --data DIR`` runs (the app's own pipeline) on one split
 of an annotated data set, prints the table of the metaphase keys (detection recall and
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                         "those that fill a free place brings)")
     parser.add_argument("--candidates-from", type=float, default=CANDIDATE_THRESHOLD,
                         help="the lowest score of a candidate (default: as the app)")
+    parser.add_argument("--case-pattern", metavar="REGEX",
+                        help="read the metaphases of one case together, as the app reads a "
+                        "case: the pattern's first group is a name's case (cil24: '(.*).')")
     parser.add_argument("--json", help="also write the metrics here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         if done % 25 == 0 or done == total:
             print(f"  {done}/{total} metaphases, {time.perf_counter() - started:.0f} s", flush=True)
 
-    metrics = evaluate_metaphases(args.data, names, finder, classifier, progress)
+    metrics = evaluate_metaphases(args.data, names, finder, classifier, progress,
+                                  case_pattern=args.case_pattern)
     print(f"{args.split} split of {args.data}, finder {finder.description}, "
           f"classifier {classifier.description}, on {metrics['device']} "
           f"({torch.get_num_threads()} threads"

@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -181,7 +182,7 @@ def _classify(args: argparse.Namespace) -> int:
     from trainer.finder_file import FinderError
 
     try:
-        from karyo_gui.inference.classifier import Classifier
+        from karyo_gui.inference.classifier import Classifier, assign_with_case
         from karyo_gui.inference.report import case_report, cell_report
 
         # on the CPU from the cached ONNX copy when there is one (no torch import), as the app
@@ -190,6 +191,10 @@ def _classify(args: argparse.Namespace) -> int:
             classifier.doubt = args.doubt
         unfound = _find_chromosomes(case, args)
         results = [classifier.classify(cell) for cell in case.cells if cell not in unfound]
+        # the cells of a case are one person's: a cell in doubt about its sex reads it with
+        # the others
+        again = {id(r.cell): r for r in assign_with_case(classifier, [r.cell for r in results])}
+        results = [again.get(id(r.cell), r) for r in results]
         document = {
             "source": display_path(args.path),
             "model": {
@@ -213,6 +218,9 @@ def _classify(args: argparse.Namespace) -> int:
             )
             if result.stain_warning:
                 print(f"{result.cell.name}: {result.stain_warning}")
+            if result.sex_from_case:
+                print(f"{result.cell.name}: sex read as {result.cell.sex} with the case's "
+                      "other cells (in doubt by its own chromosomes)")
         print(f"wrote {out}")
         if args.png:
             _write_karyograms(results, Path(args.png))
@@ -270,6 +278,13 @@ def _evaluate_metaphases(args: argparse.Namespace) -> int:
     from trainer.devices import DeviceError
     from trainer.finder_file import FinderError
 
+    if args.case_pattern:
+        try:
+            re.compile(args.case_pattern)
+        except re.error as error:
+            print(f"karyo evaluate: --case-pattern {args.case_pattern!r} is not a regular "
+                  f"expression ({error})", file=sys.stderr)
+            return 2
     try:
         from karyo_gui.inference.classifier import Classifier
         from karyo_gui.inference.finder import ChromosomeFinder
@@ -277,7 +292,8 @@ def _evaluate_metaphases(args: argparse.Namespace) -> int:
 
         finder = ChromosomeFinder(args.finder, args.device)
         classifier = Classifier(args.checkpoint, args.device)
-        metrics = evaluate_metaphases(args.data, args.cells, finder, classifier)
+        metrics = evaluate_metaphases(args.data, args.cells, finder, classifier,
+                                      case_pattern=args.case_pattern)
     except (AnnotationError, CellLoadError, CheckpointError, DeviceError, FinderError) as error:
         print(f"karyo evaluate: {error}", file=sys.stderr)
         return 2
@@ -303,6 +319,8 @@ def format_metaphase_metrics(metrics: dict) -> str:
     lines = [f"{'':24s}" + "".join(f"{name:>15s}" for name, _ in parts)]
     counts = "".join(f"{m.get('n_metaphases', 0):>15d}" for _, m in parts)
     lines.append(f"{'metaphases':24s}{counts}")
+    turned = "".join(f"{m.get('n_sex_from_case', 0):>15d}" for _, m in parts)
+    lines.append(f"{'sex read with the case':24s}{turned}")
     for key in keys:
         cells = "".join(
             f"{m[key]:>15.4f}" if key in m else f"{'-':>15s}" for _, m in parts

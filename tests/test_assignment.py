@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from karyo_gui.core.assignment import (
+    CASE_SEX_MOSAIC,
     HOMOLOG_UNLIKE,
     TYPE_DOUBT,
     KaryotypePrior,
     apply_assignment,
     assign_types,
     calibrated,
+    case_female_shares,
     drop_unplaced_candidates,
     homolog_gaps,
     homolog_unlike,
@@ -379,6 +381,7 @@ def test_a_candidate_a_reviewer_labelled_stays_and_one_set_aside_leaves():
     assert drop_unplaced_candidates(cell) == ["m998"]
     assert "m998" not in [c.id for c in cell.chromosomes] and len(cell) == 47
     assert not any(Flag.CANDIDATE in c.flags for c in cell.chromosomes)
+    assert Flag.FAINT in next(c for c in cell.chromosomes if c.id == "m999").flags
     assert drop_unplaced_candidates(cell) == []  # only the first assignment drops
 
 
@@ -399,3 +402,55 @@ def test_a_faint_candidate_never_decides_the_sex_of_the_cell():
     fixed = assign_types(probabilities, fixed={len(probabilities) - 1: T.Y.value},
                          not_chromosome=doubt, autosome_only=candidate)
     assert fixed.types[-1] == T.Y.value and fixed.karyotype == "46,XY"
+
+
+def _torn_sex(karyotype: str, y_weight: float, seed: int = 0) -> np.ndarray:
+    """A cell whose Y is torn between a Y (``y_weight``) and an X, the other chromosomes
+    clear: 46,XY if it is a Y, 46,XX if it is an X."""
+    types = types_of(karyotype)
+    probabilities = confident(types, seed=seed)
+    row = types.index(T.Y.value)
+    blend(probabilities, row, {T.Y.value: y_weight, T.X.value: 1 - y_weight})
+    return probabilities
+
+
+def test_the_cells_own_word_on_its_sex_does_not_depend_on_the_prior():
+    torn = _torn_sex("46,XY", 0.5)
+    even = assign_types(torn)
+    leaning = assign_types(torn, KaryotypePrior(female=0.9))
+    assert even.female_log_odds == pytest.approx(leaning.female_log_odds)
+    assert assign_types(confident(types_of("46,XX"))).female_log_odds > 5
+    assert assign_types(confident(types_of("46,XY"))).female_log_odds < -5
+
+
+def test_a_cell_alone_or_among_silent_cells_keeps_an_even_share():
+    assert case_female_shares([]) == []
+    assert case_female_shares([-3.0]) == [pytest.approx(0.5)]
+    assert case_female_shares([2.0, None]) == [pytest.approx(0.5),
+                                                pytest.approx(0.5 + (0.5 - CASE_SEX_MOSAIC / 2)
+                                                              * np.tanh(1.0))]
+    with pytest.raises(ValueError, match="mosaic"):
+        case_female_shares([1.0], mosaic=1.5)
+
+
+def test_the_other_cells_of_a_case_lean_a_cells_share_but_never_beyond_the_mosaic_share():
+    shares = case_female_shares([-40.0, -40.0, -40.0, 1.0])
+    # the last cell hears three sure XY cells: its share of XX falls to the floor the mosaic
+    # share leaves, however sure they are; each of the others hears two XY and one XX
+    assert shares[3] == pytest.approx(CASE_SEX_MOSAIC / 2, rel=1e-3)
+    assert all(share < 0.5 for share in shares)
+    assert case_female_shares([-40.0, -40.0, 1.0], cap=0.0) == [pytest.approx(0.5)] * 3
+
+
+def test_a_cell_in_doubt_follows_its_case_and_a_sure_one_keeps_its_own_sex():
+    xy_case = KaryotypePrior(female=case_female_shares([-40.0, -40.0, 0.0])[2])
+    # a cell whose Y might be an X reads XX alone; in an XY case it reads XY, and stays in
+    # doubt by its own chromosomes, so its X and Y are still flagged for a person
+    torn = _torn_sex("46,XY", 0.4)
+    assert assign_types(torn).sex == "XX"
+    leaning = assign_types(torn, xy_case)
+    assert leaning.karyotype == "46,XY" and leaning.sex_in_doubt
+    # a clear 46,XX cell in the same case (a chimera, or another person's cell) stays XX
+    assert assign_types(confident(types_of("46,XX")), xy_case).karyotype == "46,XX"
+    # and a 45,X cell reads 45,X whatever the case's sex: the count shows the mosaic
+    assert assign_types(confident(types_of("45,X")), xy_case).karyotype == "45,X"

@@ -99,7 +99,7 @@ class HeldModel:
         return pictured, np.full((len(pictured), N_TYPES), 1 / N_TYPES, np.float32)
 
     def assign(self, cell, prediction):
-        return SimpleNamespace(seconds=0.0, turned=[], dropped=[])
+        return SimpleNamespace(seconds=0.0, turned=[], dropped=[], sex_from_case=False)
 
     def stain_warning(self, cell):
         return None

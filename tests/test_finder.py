@@ -279,6 +279,16 @@ def test_evaluate_on_annotated_metaphases_writes_the_metaphase_keys(annotated, t
     # faint candidates: those kept are among those found, those matching among those kept
     assert 0 <= metrics["n_candidates_matched"] <= metrics["n_candidates_kept"]
     assert metrics["n_candidates_kept"] <= metrics["n_candidates"]
+    assert metrics["n_sex_from_case"] == 0  # each metaphase read alone
+
+
+def test_evaluate_refuses_a_case_pattern_that_is_no_regular_expression(annotated, tmp_path,
+                                                                       capsys):
+    status = main(["evaluate", "--data", str(annotated), "--json", str(tmp_path / "e.json"),
+                   "--case-pattern", "(.*", "--device", "cpu"])  # fmt: skip
+    assert status == 2
+    assert "--case-pattern '(.*' is not a regular expression" in capsys.readouterr().err
+    assert not (tmp_path / "e.json").exists()
 
 
 def test_an_edit_reclassifies_only_the_new_chromosomes():

@@ -14,7 +14,7 @@ from karyo_gui.core.case import CellStatus, Chromosome, Flag
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.loaders import write_cell
 from karyo_gui.core.synthetic import generate_cell
-from karyo_gui.inference.classifier import Classifier
+from karyo_gui.inference.classifier import CellPrediction, Classifier, assign_with_case
 from trainer.checkpoint import SHIPPED_MODEL, CheckpointError, default_checkpoint
 from trainer.config import SECOND_LOOK_MARGIN
 
@@ -127,6 +127,45 @@ def test_an_object_the_finder_doubts_that_fits_no_place_is_set_aside(classifier)
             assert cell.karyotype.startswith("47,XY")
 
 
+def _sex_in_doubt(cell, classifier):
+    """The cell's Y read as torn between a Y and an X (0.4 / 0.6), assigned again: alone
+    the cell reads 46,XX."""
+    y = next(c for c in cell.chromosomes if c.given is ChromosomeType.Y)
+    y.probabilities = np.full(24, 1e-4, np.float32)
+    y.probabilities[[ChromosomeType.Y.value, ChromosomeType.X.value]] = (0.4, 0.6)
+    pictured = list(range(len(cell)))
+    rows = np.stack([c.probabilities for c in cell.chromosomes])
+    classifier.assign(cell, CellPrediction(pictured, rows, None))
+
+
+def test_a_cell_in_doubt_about_its_sex_reads_it_with_the_cases_other_cells(classifier):
+    cells = [generate_cell("46,XY", seed=UNSEEN + 20 + k) for k in range(3)]
+    for cell in cells:
+        classifier.classify(cell)
+    doubtful = cells[2]
+    _sex_in_doubt(doubtful, classifier)
+    assert doubtful.karyotype == "46,XX" and doubtful.sex_evidence > 0
+    reviewed = generate_cell("46,XY", seed=UNSEEN + 20)
+    classifier.classify(reviewed)
+    _sex_in_doubt(reviewed, classifier)
+    reviewed.status = CellStatus.REVIEWED
+
+    results = assign_with_case(classifier, [*cells, reviewed])
+    assert [r.cell for r in results] == [doubtful] and results[0].sex_from_case
+    assert doubtful.karyotype == "46,XY"
+    # still in doubt by its own chromosomes: its X and Y wait for a person
+    assert all(Flag.SEX_UNCERTAIN in c.flags for c in doubtful.chromosomes
+               if c.assigned in (ChromosomeType.X, ChromosomeType.Y))
+    assert reviewed.karyotype == "46,XX"  # a reviewed cell keeps its types
+    assert assign_with_case(classifier, [*cells, reviewed]) == []  # nothing turns twice
+    # a cell alone, or one whose own chromosomes are sure, keeps its own sex
+    assert assign_with_case(classifier, [reviewed]) == []
+    sure_xx = generate_cell("46,XX", seed=UNSEEN + 30)
+    classifier.classify(sure_xx)
+    assert assign_with_case(classifier, [*cells, sure_xx]) == []
+    assert sure_xx.karyotype == "46,XX"
+
+
 def test_a_chromosome_is_read_together_with_its_other_cuts(classifier):
     cell = generate_cell("46,XY", seed=UNSEEN + 7)
     alone = classifier.predict_cell(cell)
@@ -190,6 +229,7 @@ def test_classify_writes_the_cell_as_json_with_a_karyogram(trisomy_folder, tmp_p
     [cell] = document["cells"]
     assert cell["karyotype"] == "47,XX,+21"
     assert cell["count"] == 47 and cell["sex"] == "XX"
+    assert cell["sex_evidence"] > 0 and cell["sex_from_case"] is False  # alone: its own word
     assert document["model"]["model_id"] and document["device"] == "cpu"
     files = sorted(path.name for path in trisomy_folder.iterdir())
     assert sorted(c["file"] for c in cell["chromosomes"]) == files

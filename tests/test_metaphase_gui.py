@@ -519,7 +519,7 @@ class StandIn:
             chromosome = cell.chromosomes[index]
             chromosome.probabilities = row
             chromosome.predicted = chromosome.assigned = T(int(np.argmax(row)))
-        return SimpleNamespace(seconds=0.0, turned=[], dropped=[])
+        return SimpleNamespace(seconds=0.0, turned=[], dropped=[], sex_from_case=False)
 
     def stain_warning(self, cell):
         return None
@@ -601,7 +601,8 @@ class PlacingStandIn(StandIn):
         for chromosome in cell.chromosomes:
             if Flag.CANDIDATE in chromosome.flags:
                 chromosome.flags.add(Flag.SET_ASIDE)
-        return SimpleNamespace(seconds=0.0, turned=[], dropped=drop_unplaced_candidates(cell))
+        return SimpleNamespace(seconds=0.0, turned=[], dropped=drop_unplaced_candidates(cell),
+                               sex_from_case=False)
 
 
 def test_a_faint_candidate_without_a_place_leaves_both_views(window, qtbot, generated):

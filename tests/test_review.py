@@ -337,6 +337,31 @@ def test_a_cell_is_classified_off_the_gui_thread_and_its_grad_cam_shown(
     assert not np.array_equal(overlay[..., 0], overlay[..., 2])  # coloured: a heat map
 
 
+def test_a_cell_in_doubt_about_its_sex_reads_it_with_the_cases_other_cells(
+    qtbot, shipped_model_path
+):
+    from karyo_gui.core.case import Case
+
+    window = make_window(qtbot, load_model=True)
+    cells = [generate_cell("46,XY", seed=40 + k, name=f"cell {k}") for k in range(3)]
+    window.set_case(Case("CASE-XY", cells), None, "generated")
+    qtbot.waitUntil(lambda: all(c.probabilities is not None
+                                for cell in cells for c in cell.chromosomes), timeout=60000)
+    assert [cell.karyotype for cell in cells] == ["46,XY"] * 3
+    # the Y of the cell on screen now looks as much like an X: alone it would read 46,XX
+    doubtful = window.current_cell
+    y = next(c for c in doubtful.chromosomes if c.given is T.Y)
+    y.probabilities = np.full(24, 1e-4, np.float32)
+    y.probabilities[[T.Y.value, T.X.value]] = (0.4, 0.6)
+    assert window.service.classify_changed(doubtful)
+    qtbot.waitUntil(lambda: "with the case's other cells" in window.statusBar().currentMessage(),
+                    timeout=5000)
+    assert doubtful.karyotype == "46,XY" and y.label is T.Y
+    assert Flag.SEX_UNCERTAIN in y.flags  # a person still looks at it
+    assert window.karyotype_label.text() == "46,XY"
+    assert "46,XY" in window.cell_list.item(0).text().replace("\u200b", "")  # wrap points
+
+
 def test_a_folder_dropped_onto_the_window_opens(window, tmp_path):
     from PySide6.QtCore import QMimeData, QUrl
     from PySide6.QtGui import QDropEvent

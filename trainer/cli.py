@@ -58,6 +58,11 @@ def add_evaluate_parser(commands) -> argparse.ArgumentParser:
         "shipped one)",
     )  # fmt: skip
     evaluate.add_argument("--json", required=True, help="where to write the metrics")
+    evaluate.add_argument(
+        "--case-pattern", metavar="REGEX",
+        help="annotated metaphases: read the metaphases of one case together, as the app "
+        "reads a case (the pattern's first group is the case of a name; cil24: '(.*).')",
+    )  # fmt: skip
     evaluate.add_argument("--plots", help="folder for confusion-matrix and t-SNE PNGs")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--batch-size", type=int, default=256)

@@ -65,6 +65,9 @@ class Flag(str, enum.Enum):
     # fills a free place of the karyotype (then the flag goes and FINDER_UNSURE stays), else
     # dropped from the cell (``core.assignment.drop_unplaced_candidates``)
     CANDIDATE = "candidate"
+    # found faintly (a candidate the first assignment kept): it stays, and it never decides
+    # the cell's sex, however often the cell is assigned again
+    FAINT = "faint"
 
 
 # what each flag asks of the reviewer. Type flags: the type may be wrong (these send N
@@ -74,7 +77,7 @@ class Flag(str, enum.Enum):
 # chromosome another type than the model's first choice, confidently)
 TYPE_FLAGS = frozenset({Flag.LOW_CONFIDENCE, Flag.SEX_UNCERTAIN, Flag.HOMOLOG_UNLIKE})
 ORIENTATION_FLAGS = frozenset({Flag.ORIENTATION_UNSURE})
-INFORMATION_FLAGS = frozenset({Flag.MOVED_BY_ASSIGNMENT})
+INFORMATION_FLAGS = frozenset({Flag.MOVED_BY_ASSIGNMENT, Flag.FAINT})
 
 
 class CellStatus(str, enum.Enum):
@@ -246,6 +249,11 @@ class Cell:
     roles: set[CellRole] = field(default_factory=set)
     # structural abnormalities the reviewer marked (numerical ones come from the labels)
     abnormalities: list[MarkedAbnormality] = field(default_factory=list)
+    # the last assignment's word on the cell's sex from its own chromosomes (log odds of XX
+    # against XY) and the share of XX cells it assumed (0.5, or what the case's other cells
+    # said: core.assignment.case_female_shares); not saved, the next assignment finds them
+    sex_evidence: float | None = field(default=None, repr=False)
+    sex_share: float = field(default=0.5, repr=False)
 
     @property
     def needs_finding(self) -> bool:

@@ -181,6 +181,7 @@ FLAG_WORDS = {
     Flag.OVERLAP: "crosses another chromosome",
     Flag.SET_ASIDE: "not counted: perhaps no chromosome (debris, a piece, or two as one)",
     Flag.CANDIDATE: "found faintly: kept only if it fills a free place of the karyotype",
+    Flag.FAINT: "found faintly",
 }
 
 

@@ -12,6 +12,8 @@ sizes survive and G- and Q-banded cells both reach the model as it was trained.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from karyo_gui.core.assignment import (
+    CASE_SEX_CAP,
+    CASE_SEX_MOSAIC,
     HOMOLOG_UNLIKE,
     TYPE_DOUBT,
     CellAssignment,
@@ -28,9 +32,10 @@ from karyo_gui.core.assignment import (
     apply_assignment,
     assign_types,
     calibrated,
+    case_female_shares,
     drop_unplaced_candidates,
 )
-from karyo_gui.core.case import Cell, Chromosome, Flag
+from karyo_gui.core.case import Cell, CellStatus, Chromosome, Flag
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.orientation import apply_orientation_guess
 from karyo_gui.inference.finder import not_chromosome_probability
@@ -60,6 +65,37 @@ class CellPrediction:
     embeddings: np.ndarray | None = None
 
 
+def assign_with_case(classifier: Classifier, cells: list[Cell], mosaic: float = CASE_SEX_MOSAIC,
+                     cap: float = CASE_SEX_CAP) -> list[CellResult]:
+    """Read each cell's sex with the other cells of its case: the prior share of XX of
+    each is what the others' own evidence says (``core.assignment.case_female_shares``). A
+    cell not yet reviewed whose sex would then turn is assigned again from the probabilities
+    it holds (milliseconds, nothing is read again); its result says ``sex_from_case``. A
+    cell reviewed or signed off keeps its types, and its word counts for the others; a
+    cell whose sex does not turn is left as it is."""
+    shares = case_female_shares([cell.sex_evidence for cell in cells], mosaic, cap)
+    results = []
+    for cell, share in zip(cells, shares):
+        evidence = cell.sex_evidence
+        if evidence is None or cell.status is not CellStatus.UNREVIEWED:
+            continue
+        if (evidence + _logit(share) > 0) == (evidence + _logit(cell.sex_share) > 0):
+            cell.sex_share = share  # the same sex either way
+            continue
+        pictured = [k for k, c in enumerate(cell.chromosomes) if c.image is not None]
+        if not pictured or any(cell.chromosomes[k].probabilities is None for k in pictured):
+            continue  # waiting to be classified: its own pass reads the case again
+        probabilities = np.stack([cell.chromosomes[k].probabilities for k in pictured])
+        result = classifier.assign(cell, CellPrediction(pictured, probabilities, None), share)
+        result.sex_from_case = True
+        results.append(result)
+    return results
+
+
+def _logit(share: float) -> float:
+    return math.log(share / (1.0 - share))
+
+
 @dataclass
 class CellResult:
     """What classifying one cell found (the cell's chromosomes hold the per-crop labels)."""
@@ -74,6 +110,8 @@ class CellResult:
     stain_warning: str | None = None
     # ids of the faint candidates the assignment found no place for, taken out of the cell
     dropped: list[str] = field(default_factory=list)
+    # the cell's sex was turned by what the case's other cells say (assign_with_case)
+    sex_from_case: bool = False
 
     @property
     def karyotype(self) -> str:
@@ -283,10 +321,12 @@ class Classifier:
         result.seconds = time.perf_counter() - started
         return result
 
-    def assign(self, cell: Cell, prediction: CellPrediction) -> CellResult:
+    def assign(self, cell: Cell, prediction: CellPrediction, female: float | None = None
+               ) -> CellResult:
         """The assignment's half of :meth:`classify` (numpy only, milliseconds): the cell's
         types from the probabilities, around the manual labels the cell has NOW, and the
-        chromosomes stood p-arm up."""
+        chromosomes stood p-arm up. ``female``: the prior share of XX cells to assume (what
+        the case's other cells say, :func:`assign_with_case`); default the prior's own."""
         started = time.perf_counter()
         pictured, probabilities = prediction.pictured, prediction.probabilities
         warning = self.stain_warning(cell)
@@ -318,9 +358,10 @@ class Classifier:
         ])  # fmt: skip
         # a faint candidate fills a free autosome place at most: a speck read as a Y must not
         # turn a 46,XX cell into 46,XY
-        candidate = np.array([Flag.CANDIDATE in c.flags for c in assigned], bool)
-        assignment = assign_types(probabilities[rows], self.prior, fixed, not_chromosome,
-                                  candidate)  # fmt: skip
+        candidate = np.array([bool(c.flags & {Flag.CANDIDATE, Flag.FAINT}) for c in assigned])
+        prior = self.prior if female is None else dataclasses.replace(self.prior, female=female)
+        assignment = assign_types(probabilities[rows], prior, fixed, not_chromosome, candidate)
+        cell.sex_evidence, cell.sex_share = assignment.female_log_odds, prior.female
         indices = [pictured[row] for row in rows]
         moved = apply_assignment(
             cell, indices, probabilities[rows], assignment, self.doubt, self.model_id,

@@ -24,11 +24,18 @@ and, to tell the finder's errors from the classifier's, the classifier alone on 
 from the ANNOTATED boxes (``boxes_crop_accuracy``, ``boxes_assigned_accuracy``,
 ``boxes_karyotype_exact``). Everything is also given per difficulty when the data set lists
 difficult metaphases (``difficult.txt``).
+
+With ``case_pattern`` (a regular expression whose first group is the case of a metaphase's
+name: ``(.*).`` for cil24, whose cells are their case's name and one digit) the metaphases
+of one case are read together, as the app reads a case's cells: each cell's sex is read
+with the others' (``inference.classifier.assign_with_case``; ``n_sex_from_case`` cells
+turned). The crops of the annotated boxes are judged cell by cell, as the trainer does.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +48,7 @@ from karyo_gui.core.iscn import karyotype_string
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.loaders import read_cell_list
 from karyo_gui.core.metaphase import MetaphaseReadError, match_boxes, read_metaphase
-from karyo_gui.inference.classifier import Classifier
+from karyo_gui.inference.classifier import Classifier, assign_with_case
 from karyo_gui.inference.finder import ChromosomeFinder, chromosomes_from
 
 
@@ -51,19 +58,34 @@ def evaluate_metaphases(
     finder: ChromosomeFinder,
     classifier: Classifier,
     progress: Callable[[int, int], None] | None = None,
+    case_pattern: str | None = None,
 ) -> dict:
     metaphases, problems = load_annotated_folder(root, names)
     difficult_file = Path(root) / "difficult.txt"
     difficult = set(read_cell_list(difficult_file)) if difficult_file.is_file() else set()
-    rows = []
-    for done, metaphase in enumerate(metaphases, start=1):
-        try:
-            rows.append(_one(metaphase, finder, classifier))
-        except MetaphaseReadError as error:
-            problems.append(str(error))
-        problems.extend(metaphase.problems)
-        if progress is not None:
-            progress(done, len(metaphases))
+    pattern = re.compile(case_pattern) if case_pattern else None
+    cases: dict[tuple[str, str], list[AnnotatedMetaphase]] = {}
+    for metaphase in metaphases:  # a name the pattern does not match is a case of its own
+        match = pattern.fullmatch(metaphase.name) if pattern else None
+        case = ("case", match.group(1)) if match and match.groups() else ("cell", metaphase.name)
+        cases.setdefault(case, []).append(metaphase)
+    rows, done = [], 0
+    for members in cases.values():
+        read = []
+        for metaphase in members:
+            try:
+                read.append(_read(metaphase, finder, classifier))
+            except MetaphaseReadError as error:
+                problems.append(str(error))
+            problems.extend(metaphase.problems)
+        started = time.perf_counter()
+        turned = {id(r.cell) for r in assign_with_case(classifier, [state[1] for state in read])}
+        shared = (time.perf_counter() - started) / max(len(read), 1)
+        for state in read:
+            rows.append(_row(classifier, state, shared, id(state[1]) in turned))
+            done += 1
+            if progress is not None:
+                progress(done, len(metaphases))
     metrics = _summary(rows)
     metrics["by_difficulty"] = {
         "difficult": _summary([r for r in rows if r["name"] in difficult]),
@@ -96,7 +118,9 @@ def evaluate_metaphases(
     return metrics
 
 
-def _one(metaphase: AnnotatedMetaphase, finder: ChromosomeFinder, classifier: Classifier) -> dict:
+def _read(metaphase: AnnotatedMetaphase, finder: ChromosomeFinder, classifier: Classifier
+          ) -> tuple:
+    """A metaphase found and classified as the app does it, with what judging it needs."""
     started = time.perf_counter()
     image = read_metaphase(metaphase.image_path)
     result = finder.find(image)
@@ -108,7 +132,14 @@ def _one(metaphase: AnnotatedMetaphase, finder: ChromosomeFinder, classifier: Cl
     if cell.chromosomes:
         classifier.classify(cell)  # drops the candidates the assignment found no place for
     seconds = time.perf_counter() - started
+    return metaphase, cell, image, result, box_of, faint, seconds
 
+
+def _row(classifier: Classifier, state: tuple, seconds_more: float = 0.0,
+         sex_from_case: bool = False) -> dict:
+    """The figures of one metaphase (``_read``'s state), once its case has been read."""
+    metaphase, cell, image, result, box_of, faint, seconds = state
+    seconds += seconds_more
     truth = np.array([c.box for c in metaphase.chromosomes], np.float64).reshape(-1, 4)
     # the finder's own boxes: annotators draw boxes a few pixels wider than the chromosome
     # (a region's tight box meets its annotated box at a median IoU of 0.68 on cil24 val)
@@ -138,6 +169,7 @@ def _one(metaphase: AnnotatedMetaphase, finder: ChromosomeFinder, classifier: Cl
         "karyotype": karyotype,
         "annotated_karyotype": annotated_karyotype,
         "karyotype_exact": karyotype == annotated_karyotype,
+        "sex_from_case": sex_from_case,
         "seconds": seconds,
         "flagged": sum(bool(c.flags) for c in cell.chromosomes),
         "box_crops": len(reference.chromosomes),
@@ -178,6 +210,7 @@ def _summary(rows: list[dict]) -> dict:
         "n_candidates_matched": sum(r["candidates_matched"] for r in rows),
         "typed_accuracy": sum(r["typed"] for r in rows) / max(annotated, 1),
         "karyotype_exact": float(np.mean([r["karyotype_exact"] for r in rows])),
+        "n_sex_from_case": sum(r["sex_from_case"] for r in rows),
         "seconds_per_metaphase": float(np.mean(seconds)),
         "seconds_per_metaphase_p90": float(np.percentile(seconds, 90)),
         "flagged_share": sum(r["flagged"] for r in rows) / max(found, 1),

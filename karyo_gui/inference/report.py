@@ -88,6 +88,10 @@ def cell_report(result: CellResult, top: int = 3) -> dict:
             # natural-log odds against the runner-up: 4.6 means 100 times less probable
             "log_odds": round(assignment.alternative_cost - assignment.cost, 3),
         }
+        # the cell's own word on its sex (log odds of XX against XY), and whether the case's
+        # other cells turned it (assign_with_case)
+        report["sex_evidence"] = round(assignment.female_log_odds, 3)
+        report["sex_from_case"] = result.sex_from_case
     if cell.metaphase is not None:
         metaphase = cell.metaphase
         report["metaphase"] = {

@@ -1151,8 +1151,27 @@ class MainWindow(QMainWindow):
             self.metaphase_view.refresh()
             self.inspector.show_chromosome(cell, selected)
             self._update_status()
+            if result.sex_from_case:
+                self.statusBar().showMessage(
+                    f"{cell.name}: sex read as {cell.sex} with the case's other cells (in "
+                    "doubt by its own chromosomes)", 8000,
+                )  # fmt: skip
         if self.case_path is not None or self._dirty:
             self._schedule_autosave()
+        if not result.sex_from_case:
+            self._read_sex_with_case()
+
+    def _read_sex_with_case(self) -> None:
+        """After a cell's assignment: the case's cells not yet reviewed read their sex with
+        the others (one person's cells; a cell in doubt by its own chromosomes follows the
+        case). Only a cell whose sex turns is assigned again: milliseconds."""
+        classifier = self.service.classifier
+        if self.case is None or classifier is None or len(self.case.cells) < 2:
+            return
+        from karyo_gui.inference.classifier import assign_with_case  # loaded with the model
+
+        for result in assign_with_case(classifier, self.case.cells):
+            self._on_cell_classified(result.cell, result)
 
     def _on_classify_failed(self, cell: Cell, message: str) -> None:
         self.show_error(message)
@@ -1173,7 +1192,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(
                 f"{len(found)} chromosomes found in {cell.name}"
                 + (f", {flagged} to check" if flagged else "")
-                + (f"; {faint} faint objects wait for the karyotype" if faint else ""), 8000,
+                + (f"; {faint} faint object{'s' if faint > 1 else ''} wait"
+                   f"{'' if faint > 1 else 's'} for the karyotype" if faint else ""), 8000,
             )
         if self.case_path is not None or self._dirty:
             self._schedule_autosave()
