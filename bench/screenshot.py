@@ -2,6 +2,7 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python bench/screenshot.py OUT.png
         [--karyotype 47,XY,+21] [--seed 4] [--folder CELL_DIR | --image METAPHASE.jpg]
+        [--cell NAME]
         [--metaphase-view VIEW.png]
 
 (``bench/screenshot.sh`` runs exactly that.) The window opens on a generated cell (or on
@@ -56,6 +57,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--folder", type=Path)
     parser.add_argument("--image", type=Path, help="a whole metaphase image")
+    parser.add_argument("--cell", help="the cell of the case (a folder of several) to show, "
+                        "once every cell is classified")
     parser.add_argument("--metaphase-view", type=Path, help="also save the metaphase view here")
     parser.add_argument("--dark", action="store_true", help="the dark colour scheme")
     args = parser.parse_args()
@@ -74,11 +77,24 @@ def main() -> int:
         )
         window.open_path(folder)
         cell = window.current_cell
-        if not wait_for(app, lambda: bool(cell.chromosomes) and all(
-            c.probabilities is not None for c in cell.chromosomes
-        )):  # fmt: skip
+        if args.cell:
+            names = [c.name for c in window.case.cells]
+            if args.cell not in names:
+                print(f"no cell {args.cell} in {folder} (it holds {', '.join(names)})",
+                      file=sys.stderr)
+                return 2
+            waiting = window.case.cells
+        else:
+            waiting = [cell]
+        if not wait_for(app, lambda: all(bool(c.chromosomes) and all(
+            x.probabilities is not None for x in c.chromosomes) for c in waiting
+        ), 120.0 * len(waiting)):  # fmt: skip
             print(f"the cell was not classified: {window.model_problem}", file=sys.stderr)
             return 1
+        if args.cell:
+            cell = next(c for c in window.case.cells if c.name == args.cell)
+            window.cell_list.setCurrentRow(window.case.cells.index(cell))
+            wait_for(app, lambda: False, 1.0)
         window.step_flagged()  # what the N key does (no window manager to focus the window)
         wait_for(app, lambda: window.inspector.overlay_image() is not None, 30)
         wait_for(app, lambda: False, 0.5)  # let the last paint land
