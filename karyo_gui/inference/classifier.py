@@ -80,8 +80,7 @@ def assign_with_case(classifier: Classifier, cells: list[Cell], mosaic: float = 
         if evidence is None or cell.status is not CellStatus.UNREVIEWED:
             continue
         if (evidence + _logit(share) > 0) == (evidence + _logit(cell.sex_share) > 0):
-            cell.sex_share = share  # the same sex either way
-            continue
+            continue  # the same sex either way
         pictured = [k for k, c in enumerate(cell.chromosomes) if c.image is not None]
         if not pictured or any(cell.chromosomes[k].probabilities is None for k in pictured):
             continue  # waiting to be classified: its own pass reads the case again

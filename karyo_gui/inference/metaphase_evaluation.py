@@ -38,6 +38,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,14 @@ from karyo_gui.core.case import Cell, Flag
 from karyo_gui.core.iscn import karyotype_string
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.loaders import read_cell_list
-from karyo_gui.core.metaphase import MetaphaseReadError, match_boxes, read_metaphase
+from karyo_gui.core.metaphase import (
+    MetaphaseImage,
+    MetaphaseReadError,
+    match_boxes,
+    read_metaphase,
+)
 from karyo_gui.inference.classifier import Classifier, assign_with_case
-from karyo_gui.inference.finder import ChromosomeFinder, chromosomes_from
+from karyo_gui.inference.finder import ChromosomeFinder, FindResult, chromosomes_from
 
 
 def evaluate_metaphases(
@@ -79,10 +85,10 @@ def evaluate_metaphases(
                 problems.append(str(error))
             problems.extend(metaphase.problems)
         started = time.perf_counter()
-        turned = {id(r.cell) for r in assign_with_case(classifier, [state[1] for state in read])}
+        turned = {id(r.cell) for r in assign_with_case(classifier, [one.cell for one in read])}
         shared = (time.perf_counter() - started) / max(len(read), 1)
-        for state in read:
-            rows.append(_row(classifier, state, shared, id(state[1]) in turned))
+        for one in read:
+            rows.append(_row(classifier, one, shared, id(one.cell) in turned))
             done += 1
             if progress is not None:
                 progress(done, len(metaphases))
@@ -118,8 +124,21 @@ def evaluate_metaphases(
     return metrics
 
 
+@dataclass
+class _Read:
+    """A metaphase as the app read it, with what judging it needs."""
+
+    metaphase: AnnotatedMetaphase
+    cell: Cell
+    image: MetaphaseImage
+    result: FindResult
+    box_of: dict  # chromosome id -> the finder's box
+    faint: set  # ids of the objects found faintly (candidates)
+    seconds: float
+
+
 def _read(metaphase: AnnotatedMetaphase, finder: ChromosomeFinder, classifier: Classifier
-          ) -> tuple:
+          ) -> _Read:
     """A metaphase found and classified as the app does it, with what judging it needs."""
     started = time.perf_counter()
     image = read_metaphase(metaphase.image_path)
@@ -132,14 +151,14 @@ def _read(metaphase: AnnotatedMetaphase, finder: ChromosomeFinder, classifier: C
     if cell.chromosomes:
         classifier.classify(cell)  # drops the candidates the assignment found no place for
     seconds = time.perf_counter() - started
-    return metaphase, cell, image, result, box_of, faint, seconds
+    return _Read(metaphase, cell, image, result, box_of, faint, seconds)
 
 
-def _row(classifier: Classifier, state: tuple, seconds_more: float = 0.0,
+def _row(classifier: Classifier, read: _Read, seconds_more: float = 0.0,
          sex_from_case: bool = False) -> dict:
-    """The figures of one metaphase (``_read``'s state), once its case has been read."""
-    metaphase, cell, image, result, box_of, faint, seconds = state
-    seconds += seconds_more
+    """The figures of one metaphase, once its case has been read."""
+    metaphase, cell, image, result = read.metaphase, read.cell, read.image, read.result
+    box_of, faint, seconds = read.box_of, read.faint, read.seconds + seconds_more
     truth = np.array([c.box for c in metaphase.chromosomes], np.float64).reshape(-1, 4)
     # the finder's own boxes: annotators draw boxes a few pixels wider than the chromosome
     # (a region's tight box meets its annotated box at a median IoU of 0.68 on cil24 val)
