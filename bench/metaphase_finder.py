@@ -3,7 +3,7 @@
     python bench/metaphase_finder.py --data ../shared/data/cil24 --split test \
         [--finder F] [--checkpoint M] [--device cpu|cuda] [--threads 2] [--quick-start]
         [--skip N] [--limit N] [--crossings-whole] [--no-candidates | --candidates-from S]
-        [--case-pattern REGEX] [--json OUT]
+        [--case-pattern REGEX] [--assignment-temperature T] [--json OUT]
 
 Runs exactly what ``karyo evaluate --data DIR`` runs (the app's own pipeline) on one split
 of an annotated data set, prints the table of the metaphase keys (detection recall and
@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case-pattern", metavar="REGEX",
                         help="read the metaphases of one case together, as the app reads a "
                         "case: the pattern's first group is a name's case (cil24: '(.*).')")
+    parser.add_argument("--assignment-temperature", type=float, metavar="T",
+                        help="the temperature of the network's logits at which the assignment "
+                        "weighs the crops (default: the model's calibrated one, as the app)")
     parser.add_argument("--json", help="also write the metrics here")
     args = parser.parse_args(argv)
     if args.threads:
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             print("--quick-start: the ONNX copies could not be written or run here "
                   "(is the onnx package installed?)", file=sys.stderr)
             return 2
+    classifier.assignment_temperature = args.assignment_temperature
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:

@@ -315,15 +315,16 @@ def format_metaphase_metrics(metrics: dict) -> str:
     keys = ("detection_recall", "detection_precision", "count_exact", "counted_exact",
             "typed_accuracy", "karyotype_exact", "seconds_per_metaphase", "boxes_crop_accuracy",
             "boxes_assigned_accuracy")
-    parts = [("all", metrics), *metrics.get("by_difficulty", {}).items()]
-    lines = [f"{'':24s}" + "".join(f"{name:>15s}" for name, _ in parts)]
-    counts = "".join(f"{m.get('n_metaphases', 0):>15d}" for _, m in parts)
+    parts = [("all", metrics), *metrics.get("by_difficulty", {}).items(),
+             *metrics.get("by_karyotype", {}).items()]  # fmt: skip
+    lines = [f"{'':24s}" + "".join(f"{name:>17s}" for name, _ in parts)]
+    counts = "".join(f"{m.get('n_metaphases', 0):>17d}" for _, m in parts)
     lines.append(f"{'metaphases':24s}{counts}")
-    turned = "".join(f"{m.get('n_sex_from_case', 0):>15d}" for _, m in parts)
+    turned = "".join(f"{m.get('n_sex_from_case', 0):>17d}" for _, m in parts)
     lines.append(f"{'sex read with the case':24s}{turned}")
     for key in keys:
         cells = "".join(
-            f"{m[key]:>15.4f}" if key in m else f"{'-':>15s}" for _, m in parts
+            f"{m[key]:>17.4f}" if key in m else f"{'-':>17s}" for _, m in parts
         )
         lines.append(f"{key:24s}{cells}")
     return "\n".join(lines)

@@ -282,6 +282,25 @@ def test_evaluate_on_annotated_metaphases_writes_the_metaphase_keys(annotated, t
     assert metrics["n_sex_from_case"] == 0  # each metaphase read alone
 
 
+def test_evaluate_reports_the_normal_and_the_abnormal_metaphases_apart(annotated, tmp_path,
+                                                                       capsys):
+    """A trisomy and a 45,X are judged apart from the 46,XY: a change that gets more normal
+    cells exact can cost the abnormal ones, and the figures must show it."""
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--data", str(annotated), "--json", str(out),
+                 "--device", "cpu"]) == 0  # fmt: skip
+    metrics = json.loads(out.read_text())
+    groups = metrics["by_karyotype"]
+    assert {name: group["n_metaphases"] for name, group in groups.items()} == {
+        "46,XX or 46,XY": 1, "other karyotypes": 2}
+    wrong = {m["annotated_karyotype"] for m in metrics["metaphases_wrong"]}
+    assert groups["46,XX or 46,XY"]["karyotype_exact"] == float("46,XY" not in wrong)
+    assert groups["other karyotypes"]["karyotype_exact"] == (
+        2 - len(wrong & {"47,XX,+21", "45,X"})) / 2
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "46,XX or 46,XY" in header and "other karyotypes" in header
+
+
 def test_evaluate_refuses_a_case_pattern_that_is_no_regular_expression(annotated, tmp_path,
                                                                        capsys):
     status = main(["evaluate", "--data", str(annotated), "--json", str(tmp_path / "e.json"),

@@ -127,6 +127,41 @@ def test_an_object_the_finder_doubts_that_fits_no_place_is_set_aside(classifier)
             assert cell.karyotype.startswith("47,XY")
 
 
+def test_the_assignment_weighs_the_calibrated_probabilities_unless_told_otherwise(classifier):
+    """A 22 read as a 21 beyond reason (its own type at 1e-5, the other crops sure of
+    theirs): weighed as calibrated (the app) the cell reads 46,XY,+21,-22; weighed at a
+    softer temperature (the bench's --assignment-temperature) the karyotype's prior wins.
+    The probabilities shown are the calibrated ones either way."""
+    assert classifier.assignment_temperature is None
+    cell = generate_cell("46,XY", seed=UNSEEN + 40)
+    classifier.classify(cell)
+    assert cell.karyotype == "46,XY"
+
+    def sure(of: ChromosomeType) -> np.ndarray:  # every other type at 1e-7
+        row = np.full(24, 1e-7, np.float32)
+        row[of.value] = 1.0
+        return row / row.sum()
+
+    for chromosome in cell.chromosomes:
+        chromosome.probabilities = sure(chromosome.given)
+    twenty_two = next(c for c in cell.chromosomes if c.given is ChromosomeType.autosome(22))
+    twenty_two.probabilities = sure(ChromosomeType.autosome(21))
+    twenty_two.probabilities[ChromosomeType.autosome(22).value] = 1e-5  # 11.5 nats: more
+    pictured = list(range(len(cell)))  # than a +21 and a -22 cost
+    rows = np.stack([c.probabilities for c in cell.chromosomes])
+    karyotypes = []
+    for weighed in (None, 2 * classifier.temperature):
+        classifier.assignment_temperature = weighed
+        try:
+            classifier.assign(cell, CellPrediction(pictured, rows, None))
+        finally:
+            classifier.assignment_temperature = None
+        karyotypes.append(cell.karyotype)
+        np.testing.assert_allclose(np.stack([c.probabilities for c in cell.chromosomes]), rows)
+    assert karyotypes == ["46,XY,+21,-22", "46,XY"]
+    assert twenty_two.assigned is ChromosomeType.autosome(22)
+
+
 def _sex_in_doubt(cell, classifier):
     """The cell's Y read as torn between a Y and an X (0.4 / 0.6), assigned again: alone
     the cell reads 46,XX."""

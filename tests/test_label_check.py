@@ -1,10 +1,11 @@
-"""Evaluation reports cells whose hand labels look shifted or swapped by one type."""
+"""Evaluation reports cells whose hand labels look shifted or swapped by one type, and
+judges the abnormal cells apart from the normal ones."""
 
 import numpy as np
 
 from trainer import evaluation
 from trainer.data import CropSet
-from trainer.evaluation import evaluate_crops, suspect_labels
+from trainer.evaluation import cell_metrics, evaluate_crops, suspect_labels
 from trainer.preprocessing import Preprocessing
 
 NORMAL_XY = np.concatenate([np.repeat(np.arange(22), 2), [22, 23]])  # 46,XY as type indices
@@ -58,3 +59,18 @@ def test_evaluation_reports_suspect_cells_beside_the_plain_accuracy(monkeypatch)
     right = probabilities.argmax(axis=1) == labels
     assert metrics["crop_accuracy"] == right.mean()  # the headline figure counts every cell
     assert metrics["crop_accuracy_without_suspect_cells"] == right[cell_of != 1].mean()
+
+
+def test_the_abnormal_cells_are_judged_apart_from_the_normal_ones():
+    """A 46,XY read right, a 47,XY,+21 read right, and a 47,XY,+21 whose third 21 is read
+    as a 22: ISCN exact 2 of 3, the normal cells 1 of 1, the others 1 of 2."""
+    trisomy = np.sort(np.concatenate([NORMAL_XY, [20]]))  # a third 21 (class index 20)
+    misread = trisomy.copy()
+    misread[np.flatnonzero(trisomy == 20)[2]] = 21  # read as a 22
+    labels = np.concatenate([NORMAL_XY, trisomy, trisomy])
+    probabilities = confident(np.concatenate([NORMAL_XY, trisomy, misread]))
+    cell_of = np.repeat([0, 1, 2], [46, 47, 47])
+    metrics = cell_metrics(labels, cell_of, ["normal", "trisomy", "misread"], probabilities)
+    assert metrics["iscn_exact"] == 2 / 3
+    assert (metrics["iscn_exact_normal"], metrics["n_cells_normal"]) == (1.0, 1)
+    assert (metrics["iscn_exact_other"], metrics["n_cells_other"]) == (0.5, 2)

@@ -194,6 +194,7 @@ def _export(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path}: cannot read metrics ({error})") from None
         keep = (
             "n_cells", "n_crops", "crop_accuracy", "assigned_accuracy", "iscn_exact",
+            "iscn_exact_normal", "iscn_exact_other", "n_cells_normal", "n_cells_other",
             "macro_recall", "macro_auc", "cells",
         )  # fmt: skip
         header.metrics[split] = {key: measured.get(key) for key in keep}
@@ -305,7 +306,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"{metrics['n_crops']} crops of {metrics['n_cells']} cells: "
         f"crop accuracy {metrics['crop_accuracy']:.4f}, "
         f"assigned accuracy {metrics['assigned_accuracy']:.4f}, "
-        f"ISCN exact {metrics['iscn_exact']:.3f}, "
+        f"ISCN exact {metrics['iscn_exact']:.3f} (46,XX or 46,XY "
+        f"{metrics['iscn_exact_normal']:.3f} of {metrics['n_cells_normal']}, others "
+        f"{metrics['iscn_exact_other']:.3f} of {metrics['n_cells_other']}), "
         f"macro recall {metrics['macro_recall']:.4f}, "
         f"macro AUC {metrics['macro_auc']:.4f}, {metrics['crops_per_second']:.0f} crops/s on "
         f"{metrics['device']} -> {out}"

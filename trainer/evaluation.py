@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from karyo_gui.core.assignment import KaryotypePrior, assign_types, karyotype_of
+from karyo_gui.core.iscn import NORMAL_KARYOTYPES
 from karyo_gui.core.labels import N_TYPES
 from trainer.batches import normalise
 from trainer.checkpoint import CLASS_NAMES
@@ -133,9 +134,14 @@ def cell_metrics(
     ``assigned_accuracy``: crops whose assigned type is their label; ``iscn_exact``: cells
     whose ISCN string from the assigned types equals the one from the labels (the argmax
     alone gives ``argmax_iscn_exact``). ``cells`` lists every cell the two disagree on.
+    ``iscn_exact_normal`` / ``iscn_exact_other``: the same over the cells labelled 46,XX or
+    46,XY and over all others (aneuploid cells, and cells that lost a chromosome), counted in
+    ``n_cells_normal`` / ``n_cells_other``: a rule that makes more normal cells exact by
+    trusting the karyotype's prior more can cost the abnormal ones.
     """
     assigned = np.empty_like(labels)
     exact = argmax_exact = 0
+    by_group = {"normal": [0, 0], "other": [0, 0]}  # exact, cells
     wrong = []
     for index, name in enumerate(cell_names):
         rows = np.flatnonzero(cell_of == index)
@@ -145,6 +151,9 @@ def cell_metrics(
         argmax = karyotype_of(assignment.predicted)
         exact += assignment.karyotype == truth
         argmax_exact += argmax == truth
+        group = by_group["normal" if truth in NORMAL_KARYOTYPES else "other"]
+        group[0] += assignment.karyotype == truth
+        group[1] += 1
         if assignment.karyotype != truth or (assignment.types != labels[rows]).any():
             wrong.append(
                 {
@@ -160,6 +169,9 @@ def cell_metrics(
         "assigned_accuracy": float((assigned == labels).mean()) if len(labels) else float("nan"),
         "iscn_exact": exact / n_cells if n_cells else float("nan"),
         "argmax_iscn_exact": argmax_exact / n_cells if n_cells else float("nan"),
+        **{f"iscn_exact_{name}": hits / cells if cells else float("nan")
+           for name, (hits, cells) in by_group.items()},
+        **{f"n_cells_{name}": cells for name, (_, cells) in by_group.items()},
         "cells_not_exact": wrong,
     }
 

@@ -120,6 +120,8 @@ def _apply_change(field: str, counts: Counter[ChromosomeType], text: str) -> Non
 REARRANGEMENTS = ("del", "dup", "inv", "t", "der", "i", "r", "rob", "ins", "add", "dic")
 PREFIXES = ("mos", "chi")
 NEAR_DIPLOID_MAX = 57
+# the normal karyotypes; evaluations judge the cells read otherwise apart from these
+NORMAL_KARYOTYPES = ("46,XX", "46,XY")
 _CHROMOSOMES = (*(str(number) for number in range(1, 23)), "X", "Y")
 _BAND_TOKEN = re.compile(r"[pq]ter|cen|[pq]\d{2}(?:\.\d+)?")
 _EXAMPLES = {

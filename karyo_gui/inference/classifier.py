@@ -155,6 +155,10 @@ class Classifier:
         self.homolog_margin = HOMOLOG_UNLIKE  # flag a chromosome this much unlike its homolog
         # the model's calibration (temperature scaling fitted on val), 1: none recorded
         self.temperature = float((self.header.calibration or {}).get("temperature", 1.0))
+        # the temperature (of the network's logits) at which the assignment weighs a cell's
+        # crops against the karyotype's prior; None: the calibrated one. Only measured (bench/
+        # metaphase_finder.py): softer gets more normal cells exact and misses aneuploidies
+        self.assignment_temperature: float | None = None
 
     @property
     def model_id(self) -> str:
@@ -359,7 +363,10 @@ class Classifier:
         # turn a 46,XX cell into 46,XY
         candidate = np.array([bool(c.flags & {Flag.CANDIDATE, Flag.FAINT}) for c in assigned])
         prior = self.prior if female is None else dataclasses.replace(self.prior, female=female)
-        assignment = assign_types(probabilities[rows], prior, fixed, not_chromosome, candidate)
+        evidence = probabilities[rows]  # the probabilities shown stay calibrated
+        if self.assignment_temperature is not None:
+            evidence = calibrated(evidence, self.assignment_temperature / self.temperature)
+        assignment = assign_types(evidence, prior, fixed, not_chromosome, candidate)
         cell.sex_evidence, cell.sex_share = assignment.female_log_odds, prior.female
         indices = [pictured[row] for row in rows]
         moved = apply_assignment(

@@ -23,7 +23,10 @@ boxes (box IoU >= 0.5) and these figures come out:
 and, to tell the finder's errors from the classifier's, the classifier alone on crops cut
 from the ANNOTATED boxes (``boxes_crop_accuracy``, ``boxes_assigned_accuracy``,
 ``boxes_karyotype_exact``). Everything is also given per difficulty when the data set lists
-difficult metaphases (``difficult.txt``).
+difficult metaphases (``difficult.txt``), and per annotated karyotype (``by_karyotype``:
+the metaphases annotated 46,XX or 46,XY, and all others: trisomies, 45,X, a cell that lost
+a chromosome), because a change that makes the normal cells exact by trusting the
+karyotype's prior more can cost the abnormal ones, the diagnoses a lab is looking for.
 
 With ``case_pattern`` (a regular expression whose first group is the case of a metaphase's
 name: ``(.*).`` for cil24, whose cells are their case's name and one digit) the metaphases
@@ -45,7 +48,7 @@ import numpy as np
 
 from karyo_gui.core.annotations import AnnotatedMetaphase, annotated_cell, load_annotated_folder
 from karyo_gui.core.case import Cell, Flag
-from karyo_gui.core.iscn import karyotype_string
+from karyo_gui.core.iscn import NORMAL_KARYOTYPES, karyotype_string
 from karyo_gui.core.labels import ChromosomeType
 from karyo_gui.core.loaders import read_cell_list
 from karyo_gui.core.metaphase import (
@@ -56,6 +59,8 @@ from karyo_gui.core.metaphase import (
 )
 from karyo_gui.inference.classifier import Classifier, assign_with_case
 from karyo_gui.inference.finder import ChromosomeFinder, FindResult, chromosomes_from
+
+NORMAL_GROUP, OTHER_GROUP = "46,XX or 46,XY", "other karyotypes"
 
 
 def evaluate_metaphases(
@@ -96,6 +101,11 @@ def evaluate_metaphases(
     metrics["by_difficulty"] = {
         "difficult": _summary([r for r in rows if r["name"] in difficult]),
         "not_difficult": _summary([r for r in rows if r["name"] not in difficult]),
+    }
+    normal = {r["name"] for r in rows if r["annotated_karyotype"] in NORMAL_KARYOTYPES}
+    metrics["by_karyotype"] = {
+        NORMAL_GROUP: _summary([r for r in rows if r["name"] in normal]),
+        OTHER_GROUP: _summary([r for r in rows if r["name"] not in normal]),
     }
     metrics.update(
         metaphases_wrong=[
