@@ -140,8 +140,8 @@ def cell_metrics(
     trusting the karyotype's prior more can cost the abnormal ones.
     """
     assigned = np.empty_like(labels)
-    exact = argmax_exact = 0
-    by_group = {"normal": [0, 0], "other": [0, 0]}  # exact, cells
+    argmax_exact = 0
+    exact, normal = np.zeros(len(cell_names), bool), np.zeros(len(cell_names), bool)
     wrong = []
     for index, name in enumerate(cell_names):
         rows = np.flatnonzero(cell_of == index)
@@ -149,11 +149,8 @@ def cell_metrics(
         assigned[rows] = assignment.types
         truth = karyotype_of(labels[rows])
         argmax = karyotype_of(assignment.predicted)
-        exact += assignment.karyotype == truth
+        exact[index], normal[index] = assignment.karyotype == truth, truth in NORMAL_KARYOTYPES
         argmax_exact += argmax == truth
-        group = by_group["normal" if truth in NORMAL_KARYOTYPES else "other"]
-        group[0] += assignment.karyotype == truth
-        group[1] += 1
         if assignment.karyotype != truth or (assignment.types != labels[rows]).any():
             wrong.append(
                 {
@@ -165,13 +162,18 @@ def cell_metrics(
                 }
             )
     n_cells = len(cell_names)
+
+    def share(cells: np.ndarray) -> float:
+        return float(exact[cells].mean()) if cells.any() else float("nan")
+
     return {
         "assigned_accuracy": float((assigned == labels).mean()) if len(labels) else float("nan"),
-        "iscn_exact": exact / n_cells if n_cells else float("nan"),
+        "iscn_exact": share(np.ones(n_cells, bool)),
         "argmax_iscn_exact": argmax_exact / n_cells if n_cells else float("nan"),
-        **{f"iscn_exact_{name}": hits / cells if cells else float("nan")
-           for name, (hits, cells) in by_group.items()},
-        **{f"n_cells_{name}": cells for name, (_, cells) in by_group.items()},
+        "iscn_exact_normal": share(normal),
+        "iscn_exact_other": share(~normal),
+        "n_cells_normal": int(normal.sum()),
+        "n_cells_other": int((~normal).sum()),
         "cells_not_exact": wrong,
     }
 

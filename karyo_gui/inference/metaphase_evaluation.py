@@ -102,10 +102,10 @@ def evaluate_metaphases(
         "difficult": _summary([r for r in rows if r["name"] in difficult]),
         "not_difficult": _summary([r for r in rows if r["name"] not in difficult]),
     }
-    normal = {r["name"] for r in rows if r["annotated_karyotype"] in NORMAL_KARYOTYPES}
+    normal = [r["annotated_karyotype"] in NORMAL_KARYOTYPES for r in rows]
     metrics["by_karyotype"] = {
-        NORMAL_GROUP: _summary([r for r in rows if r["name"] in normal]),
-        OTHER_GROUP: _summary([r for r in rows if r["name"] not in normal]),
+        NORMAL_GROUP: _summary([r for r, is_normal in zip(rows, normal) if is_normal]),
+        OTHER_GROUP: _summary([r for r, is_normal in zip(rows, normal) if not is_normal]),
     }
     metrics.update(
         metaphases_wrong=[
